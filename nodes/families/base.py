@@ -1,0 +1,78 @@
+"""How a model family exposes its block stack to BlockDance.
+
+A family is a list of stages (e.g. Flux: 19 double blocks, then 38 single blocks) that together
+form the block stack in execution order. Each stage names the container attribute on the
+diffusion model, the `patches_replace["dit"]` key ComfyUI's forward looks up for its blocks, and
+which hook arguments carry the hidden state. Families whose forward offers no block hook are
+reached through a temporary swap of the block container (see nodes/swap.py).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, List, Optional, Sequence, Tuple
+
+import torch
+
+
+@dataclass(frozen=True)
+class Stage:
+    container: str                       # attribute path on the diffusion model, e.g. "double_blocks"
+    replace_name: Optional[str] = None   # patches_replace["dit"] key name; None = container swap
+    state_keys: Tuple[str, ...] = ("img",)  # hook args that carry the hidden state
+    # Delta mode when the cache point lies in this stage: turns the block-0 input state into
+    # this stage's layout (two-stage models concatenate the text and image streams).
+    from_block0: Optional[Callable[[Any], Any]] = None
+    # Container swap only: pull the state out of a block call, and call a block on a new state.
+    swap_state: Optional[Callable[[tuple, dict], Any]] = None
+    swap_call: Optional[Callable[[torch.nn.Module, Any, tuple, dict], Any]] = None
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    classes: Tuple[str, ...]             # "module.Class" of the diffusion models it serves
+    stages: Tuple[Stage, ...]
+    batch_dim: int = 0
+    notes: str = ""
+    # Extra work a family needs around a forward (e.g. Wan VACE's side branch); see nodes/vace.py.
+    extras: Tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def uses_swap(self) -> bool:
+        return any(s.replace_name is None for s in self.stages)
+
+    def blocks(self, diffusion_model: torch.nn.Module) -> List[Tuple[Stage, int]]:
+        """(stage, index within stage) for every block, in execution order."""
+        out = []
+        for stage in self.stages:
+            container = get_attr_path(diffusion_model, stage.container)
+            out += [(stage, i) for i in range(len(container))] if container is not None else []
+        return out
+
+
+def get_attr_path(obj: Any, path: str) -> Any:
+    for part in path.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return None
+    return obj
+
+
+def cat_streams(first: str, second: str) -> Callable[[dict], dict]:
+    """Block-0 input {img, txt} -> single-stream layout {"img": cat(first, second)}."""
+    def join(state: dict) -> dict:
+        return {"img": torch.cat((state[first], state[second]), dim=1)}
+    return join
+
+
+def first_arg(args: tuple, kwargs: dict) -> Any:
+    return args[0]
+
+
+def call_with_first_arg(block: torch.nn.Module, state: Any, args: tuple, kwargs: dict) -> Any:
+    return block(state, *args[1:], **kwargs)
+
+
+TXT_FIRST = cat_streams("txt", "img")
+IMG_FIRST = cat_streams("img", "txt")
+DOUBLE = ("img", "txt")

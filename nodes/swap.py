@@ -1,0 +1,65 @@
+"""Temporary block-container swap for families whose forward has no block hook (PixArt).
+
+ComfyUI's own torch_compile helper does the same inside a wrapper: replace the container for
+one forward and restore it in `finally`. A permanent swap would change the module paths that
+weight patches, LoRA and lowvram loading walk. Only blocks 0..i get a proxy.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import torch
+
+from .families.base import get_attr_path
+
+
+class BlockProxy(torch.nn.Module):
+    def __init__(self, block: torch.nn.Module, holder, index: int, stage):
+        super().__init__()
+        # Not registered as a submodule: the proxy must not show up in named_modules() paths.
+        object.__setattr__(self, "_target", block)
+        self.index = index
+        self.stage = stage
+        object.__setattr__(self, "_holder", holder)
+
+    def forward(self, *args, **kwargs):
+        block, stage = self._target, self.stage
+        state = stage.swap_state(args, kwargs)
+        return self._holder.engine.run_block(
+            self.index, state, lambda s: stage.swap_call(block, s, args, kwargs), stage.from_block0)
+
+    def __getattr__(self, name):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(object.__getattribute__(self, "_target"), name)  # e.g. Cosmos' x_format
+
+
+def _proxied(container: torch.nn.ModuleList, holder, first_index: int, stage) -> torch.nn.ModuleList:
+    hooked = holder.engine.hooked_blocks
+    return torch.nn.ModuleList(
+        BlockProxy(block, holder, first_index + i, stage) if first_index + i in hooked else block
+        for i, block in enumerate(container))
+
+
+@contextmanager
+def swapped_blocks(diffusion_model: torch.nn.Module, holder):
+    """Within the block, the swap stages' containers hold proxies for the hooked blocks."""
+    restore = []
+    first_index = 0
+    try:
+        for stage in holder.family.stages:
+            container = get_attr_path(diffusion_model, stage.container)
+            if stage.replace_name is None and container is not None:
+                key = id(container)
+                if key not in holder.swap_cache:
+                    holder.swap_cache[key] = _proxied(container, holder, first_index, stage)
+                parent_path, _, name = stage.container.rpartition(".")
+                parent = get_attr_path(diffusion_model, parent_path) if parent_path else diffusion_model
+                setattr(parent, name, holder.swap_cache[key])
+                restore.append((parent, name, container))
+            first_index += len(container) if container is not None else 0
+        yield
+    finally:
+        for parent, name, container in reversed(restore):
+            setattr(parent, name, container)

@@ -1,0 +1,45 @@
+# Shared by scripts/demo.sh and scripts/test.sh: a virtual environment with CPU torch and, when
+# a ComfyUI checkout is known, ComfyUI's own requirements. Source it; it sets PY and COMFYUI_PATH.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${BLOCKDANCE_VENV:-$ROOT/.venv}"
+TORCH_SPEC="${BLOCKDANCE_TORCH:-torch==2.13.0}"   # CPU build on the project's machines; override elsewhere
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "[blockdance] creating $VENV"
+  python3 -m venv "$VENV"
+fi
+PY="$VENV/bin/python"
+pip_install() { "$PY" -m pip install -q --disable-pip-version-check "$@"; }
+
+if ! "$PY" -c "import torch, numpy, safetensors, pytest" 2>/dev/null; then
+  echo "[blockdance] installing $TORCH_SPEC, numpy, safetensors, pytest"
+  pip_install "$TORCH_SPEC" numpy safetensors pytest
+fi
+
+# ComfyUI's requirements, minus the torch family (kept at the build above) and spandrel (drags
+# in a CUDA torchvision), plus requests, which ComfyUI imports but does not list.
+install_comfyui_requirements() {
+  local marker="$VENV/.comfyui-requirements-$(md5sum "$COMFYUI_PATH/requirements.txt" | cut -c1-12)"
+  [ -f "$marker" ] && return 0
+  echo "[blockdance] installing ComfyUI's requirements from $COMFYUI_PATH"
+  grep -vE '^(torch|torchvision|torchaudio|spandrel)([<>=~ ].*)?$|^#|^$' "$COMFYUI_PATH/requirements.txt" \
+    > "$VENV/comfyui-requirements.txt"
+  pip_install -r "$VENV/comfyui-requirements.txt" requests
+  # PyPI's torchvision for this torch is a CUDA build that cannot import beside CPU torch.
+  if ! "$PY" -c "import torchvision" 2>/dev/null; then
+    "$PY" - "$ROOT/scripts/cpu_env/torchvision_standin" <<'PYEOF'
+import os, site, sys
+with open(os.path.join(site.getsitepackages()[0], "blockdance_torchvision_standin.pth"), "w") as f:
+    f.write(sys.argv[1] + "\n")
+PYEOF
+  fi
+  touch "$marker"
+}
+
+# Where ComfyUI is: $COMFYUI_PATH, or the ComfyUI this pack is installed in.
+if [ -z "${COMFYUI_PATH:-}" ] && [ -f "$ROOT/../../main.py" ] && [ "$(basename "$(dirname "$ROOT")")" = custom_nodes ]; then
+  COMFYUI_PATH="$(cd "$ROOT/../.." && pwd)"
+fi
+export COMFYUI_PATH="${COMFYUI_PATH:-}"

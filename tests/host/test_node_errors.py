@@ -1,0 +1,52 @@
+"""Bad input through the node: a clear error that says what was wrong and what is allowed."""
+import sys
+
+import pytest
+import torch
+
+from helpers import PACK_MODULE, patch
+
+
+@pytest.fixture(scope="module")
+def sd3(tiny):
+    if "sd3" not in tiny.FAMILIES:
+        pytest.skip("the tiny-model factory cannot build sd3")
+    return tiny.build("sd3")
+
+
+@pytest.mark.parametrize("kwargs, needle", [
+    ({"depth": 0.0}, "depth=0.0 is outside (0, 1]"),
+    ({"depth": 1.2}, "outside (0, 1]"),
+    ({"N": 0}, "N=0 must be an integer >= 1"),
+    ({"start_percent": 0.9, "end_percent": 0.5}, "must be below end_percent"),
+    ({"mode": "fast"}, "allowed: blockdance, delta"),
+])
+def test_bad_settings(pack, sd3, kwargs, needle):
+    config_error = sys.modules[f"{PACK_MODULE}.blockdance_core.config"].BlockDanceConfigError
+    with pytest.raises(config_error) as err:
+        patch(pack, sd3.patcher, **kwargs)
+    assert needle in str(err.value)
+
+
+def test_unsupported_model_names_itself_and_the_supported_ones(pack, comfy):
+    import comfy.model_patcher
+
+    class TinyUNet(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.diffusion_model = torch.nn.Linear(2, 2)
+
+    model = comfy.model_patcher.ModelPatcher(TinyUNet(), torch.device("cpu"), torch.device("cpu"))
+    unsupported = sys.modules[f"{PACK_MODULE}.nodes.families"].UnsupportedModelError
+    with pytest.raises(unsupported) as err:
+        patch(pack, model)
+    message = str(err.value)
+    assert "torch.nn.modules.linear.Linear" in message and "flux" in message and "pixart" in message
+
+
+def test_patching_twice_replaces_instead_of_stacking(pack, sd3):
+    once = patch(pack, sd3.patcher, depth=0.75)
+    twice = patch(pack, once, depth=0.25)
+    dit = twice.model_options["transformer_options"]["patches_replace"]["dit"]
+    assert sorted(dit) == [("double_block", 0)]
+    assert len(twice.wrappers["apply_model"]["blockdance"]) == 1

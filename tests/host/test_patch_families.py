@@ -1,0 +1,189 @@
+"""BlockDance Patch inside real ComfyUI, for every family the tiny-model factory can build."""
+import sys
+
+import pytest
+import torch
+
+from helpers import PACK_MODULE, BlockCounter, LogCapture, assert_finite, holder_of, patch, rel_err, sample
+
+FAMILIES = ["flux", "sd3", "wan21", "wan_vace", "pixart_alpha", "pixart_sigma", "hunyuan_video", "ltxv",
+            "qwen_image", "auraflow", "mochi", "chroma", "flux2"]
+
+
+def size(family, hires=False):
+    """Smallest latent each family accepts (PixArt's position embedding needs >= 264 px)."""
+    from benchmarks.tiny_models import MIN_SIZE
+    side = MIN_SIZE.get(family, 64)
+    return {"width": side + 32 * hires, "height": side + 32 * hires}
+
+
+@pytest.fixture(params=FAMILIES)
+def tm(request, tiny):
+    if request.param not in tiny.FAMILIES:
+        pytest.skip(f"the tiny-model factory cannot build {request.param}")
+    return tiny.build(request.param, seed=0, **size(request.param))
+
+
+def family_of(pack, model):
+    return sys.modules[f"{PACK_MODULE}.nodes.families"].detect(model.get_model_object("diffusion_model"))
+
+
+@pytest.mark.parametrize("mode", ["blockdance", "delta"])
+def test_n1_is_bit_identical_to_unpatched(pack, tm, mode):
+    base = sample(tm.patcher, tm, steps=6)
+    out = sample(patch(pack, tm.patcher, mode=mode, N=1, start_percent=0.0, end_percent=1.0), tm, steps=6)
+    assert torch.equal(base, out)
+    empty_window = patch(pack, tm.patcher, mode=mode, N=3, start_percent=0.97, end_percent=1.0)
+    assert torch.equal(base, sample(empty_window, tm, steps=6))
+
+
+def test_skipped_blocks_do_not_run_and_log_matches(pack, tm):
+    steps, N = 10, 2
+    patched = patch(pack, tm.patcher, N=N, depth=0.5, start_percent=0.4, end_percent=0.95)
+    family = family_of(pack, patched)
+    dm = patched.get_model_object("diffusion_model")
+    counter = BlockCounter(dm, [s.container for s in family.stages])
+    log = LogCapture()
+    try:
+        sample(patched, tm, steps=steps, cfg=2.0)
+    finally:
+        counter.close()
+        log.close()
+    engine = holder_of(patched).engine
+    reuse_steps = [k for k in range(4, 10) if (k - 4) % N]          # window steps 4..9, groups of 2
+    skipped = engine.skipped
+    assert counter.counts == [steps - len(reuse_steps)] * skipped + [steps] * (tm.num_blocks - skipped)
+    (run,) = log.runs()
+    assert run["reused"] == f"{len(reuse_steps)}/{steps}"
+    assert run["blocks_skipped"] == f"{len(reuse_steps) * skipped}/{steps * tm.num_blocks}"
+    assert run["ideal"] == f"{steps * tm.num_blocks / (steps * tm.num_blocks - len(reuse_steps) * skipped):.2f}x"
+    assert holder_of(patched).last_stats.cache_peak_bytes > 0 and run["mode"] == "blockdance"
+    assert len(engine.cache) == 0  # freed at run end
+
+
+def test_modes_differ_and_stay_finite(pack, tm):
+    base = sample(tm.patcher, tm)
+    bd = sample(patch(pack, tm.patcher, mode="blockdance"), tm)
+    delta = sample(patch(pack, tm.patcher, mode="delta"), tm)
+    for out in (bd, delta):
+        assert_finite(out)
+        assert not torch.equal(out, base)
+    assert not torch.equal(bd, delta)
+
+
+def test_cond_uncond_batched_or_split_never_mix(pack, tm, monkeypatch):
+    import comfy.model_management
+    patched = patch(pack, tm.patcher, mode="delta", N=3, start_percent=0.2)
+    batched = sample(patched, tm)
+    assert holder_of(patched).last_stats.model_calls == 10  # one batched forward per step
+    real = comfy.model_management.get_free_memory
+
+    def no_room_to_batch(dev=None, torch_free_too=False):  # what calc_cond_batch sees when memory is short
+        return real(dev, torch_free_too) if torch_free_too else 0
+
+    monkeypatch.setattr(comfy.model_management, "get_free_memory", no_room_to_batch)
+    log = LogCapture()
+    try:
+        split = sample(patched, tm)
+    finally:
+        log.close()
+    (run,) = log.runs()
+    assert holder_of(patched).last_stats.model_calls == 20  # cond and uncond as separate forwards
+    assert int(run["reused"].split("/")[0]) > 0
+    assert rel_err(split, batched) < 1e-4
+
+
+def test_batch_of_two_with_cfg(pack, tiny, tm):
+    tm2 = tiny.build(tm.family, seed=0, batch_size=2, **size(tm.family))
+    out = sample(patch(pack, tm2.patcher), tm2)
+    assert out.shape[0] == 2
+    assert_finite(out)
+    base = sample(tm2.patcher, tm2)
+    assert not torch.equal(out[0], out[1]) and rel_err(out, base) < 1.0
+
+
+def test_heun_counts_steps_by_sigma(pack, tm):
+    patched = patch(pack, tm.patcher, N=2, start_percent=0.0, end_percent=1.0)
+    log = LogCapture()
+    try:
+        out = sample(patched, tm, steps=8, sampler="heun")
+    finally:
+        log.close()
+    assert_finite(out)
+    (run,) = log.runs()
+    assert run["reused"] == "4/8"  # steps 1, 3, 5, 7 although Heun calls the model 15 times
+
+
+def test_runs_are_repeatable_and_start_clean(pack, tiny, tm):
+    patched = patch(pack, tm.patcher, N=3, start_percent=0.2)
+    first = sample(patched, tm)
+    # A second KSampler at another resolution (hires-fix style) on the same patched model.
+    big = tiny.build(tm.family, seed=0, **size(tm.family, hires=True))
+    log = LogCapture()
+    try:
+        hires = sample(patched, tm, latent=big.latent)
+    finally:
+        log.close()
+    assert_finite(hires)
+    assert holder_of(patched).last_stats.fallback_calls == 0
+    assert torch.equal(first, sample(patched, tm))
+
+
+def test_interrupted_run_leaves_nothing_behind(pack, tm):
+    patched = patch(pack, tm.patcher, N=2, start_percent=0.0, end_percent=1.0)
+    clean = sample(patched, tm)
+
+    def interrupt(step, *args):
+        if step == 4:
+            raise KeyboardInterrupt("user pressed cancel")
+
+    with pytest.raises(KeyboardInterrupt):
+        sample(patched, tm, callback=interrupt)
+    engine = holder_of(patched).engine
+    assert len(engine.cache) == 0 and engine.call is None
+    assert torch.equal(clean, sample(patched, tm))
+
+
+def test_cached_features_are_not_modified_after_storing(pack, tm):
+    """ComfyUI blocks and ControlNet adds modify hidden states in place; the stored copy must not move."""
+    patched = patch(pack, tm.patcher, N=3, start_percent=0.0, end_percent=1.0)
+    engine = holder_of(patched).engine
+    snapshots = []
+
+    def check(step, *args):
+        for key, entry in engine.cache._entries.items():
+            leaves = [t.clone() for t in _leaves(entry.features)]
+            for old_key, old_sigma, old_leaves in snapshots:
+                if old_key == key and old_sigma == entry.sigma:
+                    assert all(torch.equal(a, b) for a, b in zip(old_leaves, leaves))
+            snapshots.append((key, entry.sigma, leaves))
+
+    sample(patched, tm, callback=check)
+    assert len({(k, s) for k, s, _ in snapshots}) < len(snapshots)  # entries were seen across steps
+
+
+def _leaves(tree):
+    tree_mod = sys.modules[f"{PACK_MODULE}.blockdance_core.tree"]
+    return tree_mod.tree_leaves(tree)
+
+
+def test_node_leaves_the_input_model_untouched(pack, tm):
+    before = repr(sorted(tm.patcher.model_options.get("transformer_options", {}).keys()))
+    patched = patch(pack, tm.patcher)
+    assert patched is not tm.patcher
+    assert repr(sorted(tm.patcher.model_options.get("transformer_options", {}).keys())) == before
+    assert "blockdance" not in tm.patcher.model_options.get("transformer_options", {})
+    assert not tm.patcher.wrappers.get("apply_model", {}).get("blockdance")
+
+
+@pytest.mark.parametrize("family", ["sd3", "wan21", "hunyuan_video", "ltxv"])
+def test_checkpoint_loaded_by_stock_unet_loader(pack, tiny, tmp_path, family):
+    """The same patch on a file that ComfyUI's own UNETLoader detected and loaded."""
+    tm = tiny.build(family, seed=0)
+    loaded = tiny.load_via_unet_loader(tiny.save_checkpoint(family, str(tmp_path / f"tiny_{family}.safetensors")))
+    assert type(loaded.get_model_object("diffusion_model")).__name__ == tm.diffusion_model_class
+    assert torch.equal(sample(loaded, tm), sample(tm.patcher, tm))
+    patched = patch(pack, loaded, N=2, start_percent=0.0)
+    out = sample(patched, tm)
+    assert_finite(out)
+    assert len(holder_of(patched).last_stats.steps_reused) > 0
