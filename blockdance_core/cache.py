@@ -7,7 +7,7 @@ second KSampler at another resolution, a model moved to another device) makes it
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Dict, Hashable, Optional
 
 from .tree import tree_clone, tree_nbytes
@@ -18,6 +18,8 @@ class CacheEntry:
     features: Any          # F_i (blockdance) or F_i - F_in (delta), one chunk's batch rows
     sigma: float           # the step it was computed at
     input_signature: tuple  # tree_signature of that chunk's block-0 input
+    # Results of side branches interleaved with the skipped blocks (e.g. Wan VACE), by name.
+    side: Dict[str, Any] = field(default_factory=dict)
 
 
 class FeatureCache:
@@ -38,12 +40,17 @@ class FeatureCache:
             return None
         return entry
 
+    def attach_side(self, key: Hashable, name: str, value: Any) -> None:
+        self._entries[key].side[name] = tree_clone(value)
+        self.peak_bytes = max(self.peak_bytes, self.nbytes())
+
     def has_at(self, key: Hashable, sigma: float) -> bool:
         entry = self._entries.get(key)
         return entry is not None and entry.sigma == float(sigma)
 
     def nbytes(self) -> int:
-        return sum(tree_nbytes(e.features) for e in self._entries.values())
+        return sum(tree_nbytes(e.features) + sum(tree_nbytes(v) for v in e.side.values())
+                   for e in self._entries.values())
 
     def __len__(self) -> int:
         return len(self._entries)

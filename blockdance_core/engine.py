@@ -34,6 +34,8 @@ class _Call:
     input_signatures: List[tuple] = field(default_factory=list)
     block0_input: Any = None                 # delta mode: F_in of a cache step
     entries: List[CacheEntry] = field(default_factory=list)
+    stored_keys: List[Hashable] = field(default_factory=list)   # entries this call wrote
+    pending_side: dict = field(default_factory=dict)            # side results to attach at end_call
 
 
 class BlockDanceEngine:
@@ -99,7 +101,30 @@ class BlockDanceEngine:
         if call is not None and call.started:
             # Blocks after the cache point carry no hook; they ran in every forward that started.
             self.stats.block_calls_run += self.num_blocks - self.skipped
+            for name, value in call.pending_side.items():
+                for key, chunk in zip(call.keys, self._chunks(value, call.keys)):
+                    if key in call.stored_keys:
+                        self.cache.attach_side(key, name, chunk)
         self.stats.cache_peak_bytes = self.cache.peak_bytes
+
+    # ---------------------------------------------------------- side branches
+    @property
+    def current_action(self) -> Optional[StepAction]:
+        """What the current forward does once block 0 has confirmed it; None outside a forward."""
+        return self.call.action if self.call is not None and self.call.started else None
+
+    def keep_side(self, name: str, value: Any) -> None:
+        """On a cache forward, keep the result of a side branch that runs inside the skipped range
+        so that reuse forwards can replay it instead of computing it."""
+        if self.current_action is StepAction.CACHE:
+            self.call.pending_side[name] = value
+
+    def replay_side(self, name: str) -> Any:
+        """On a reuse forward, the side result kept at the cache step (batch rows in call order)."""
+        return tree_cat([e.side[name] for e in self.call.entries], dim=self.batch_dim)
+
+    def can_replay_side(self, name: str) -> bool:
+        return self.current_action is StepAction.REUSE and all(name in e.side for e in self.call.entries)
 
     # --------------------------------------------------------------- block scope
     def run_block(self, index: int, state: Any, compute: Callable[[Any], Any],
@@ -167,3 +192,4 @@ class BlockDanceEngine:
             # the features of the step's own forward.
             if not self.cache.has_at(key, call.sigma):
                 self.cache.store(key, chunk, call.sigma, signature)
+                call.stored_keys.append(key)

@@ -8,9 +8,15 @@
 """
 from __future__ import annotations
 
+from contextlib import ExitStack
+
 from . import telemetry
 from .holder import TRANSFORMER_OPTIONS_KEY
 from .swap import swapped_blocks
+from .vace import vace_swapped
+
+# Per-forward helpers a family can ask for in Family.extras.
+EXTRAS = {"vace": vace_swapped}
 
 WRAPPER_KEY = "blockdance"
 
@@ -72,10 +78,13 @@ def apply_model_wrapper(executor, *args, **kwargs):
     sigma = float(transformer_options["sigmas"].flatten()[0])
     engine.begin_call(_sigma_list(holder, sample_sigmas), sigma, _chunk_keys(transformer_options))
     try:
-        if holder.family.uses_swap:
-            with swapped_blocks(executor.class_obj.diffusion_model, holder):
-                return executor(*args, **kwargs)
-        return executor(*args, **kwargs)
+        with ExitStack() as stack:
+            diffusion_model = executor.class_obj.diffusion_model
+            if holder.family.uses_swap:
+                stack.enter_context(swapped_blocks(diffusion_model, holder))
+            for extra in holder.family.extras:
+                stack.enter_context(EXTRAS[extra](diffusion_model, holder))
+            return executor(*args, **kwargs)
     finally:
         engine.end_call()
 
