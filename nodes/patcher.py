@@ -5,7 +5,7 @@ import logging
 
 import comfy.patcher_extension as patcher_extension
 
-from ..blockdance_core import BlockDanceConfig
+from ..blockdance_core import BlockDanceConfig, BlockDanceConfigError
 from .families import detect
 from .hooks import WRAPPER_KEY, BlockPatch, apply_model_wrapper, outer_sample_wrapper
 from .holder import TRANSFORMER_OPTIONS_KEY, BlockDanceHolder
@@ -19,6 +19,14 @@ def apply_blockdance(model, config: BlockDanceConfig, node_id=None):
     family = detect(diffusion_model)
     blocks = family.blocks(diffusion_model)
     holder = BlockDanceHolder(config, family, len(blocks), node_id)
+    cache_stage = blocks[holder.engine.cache_index][0]
+    if config.mode == "delta" and not cache_stage.delta_ok:
+        last_ok = max((i for i, (s, _) in enumerate(blocks) if s.delta_ok), default=-1)
+        raise BlockDanceConfigError(
+            f"delta mode on {family.name} needs the cache point within the first {last_ok + 1} of its "
+            f"{len(blocks)} blocks (depth <= {(last_ok + 1) / len(blocks):.2f}); depth={config.depth} puts it at "
+            f"block {holder.engine.cache_index}, whose layout the block-0 input does not map onto. "
+            "Lower depth or use mode=blockdance.")
 
     patched = model.clone()
     transformer_options = patched.model_options.setdefault("transformer_options", {})

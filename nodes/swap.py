@@ -1,4 +1,5 @@
-"""Temporary block-container swap for families whose forward has no block hook (PixArt).
+"""Temporary block-container swap for families whose forward has no block hook (PixArt, HiDream,
+Lumina2 / Z-Image, Cosmos Predict2).
 
 ComfyUI's own torch_compile helper does the same inside a wrapper: replace the container for
 one forward and restore it in `finally`. A permanent swap would change the module paths that
@@ -25,8 +26,9 @@ class BlockProxy(torch.nn.Module):
     def forward(self, *args, **kwargs):
         block, stage = self._target, self.stage
         state = stage.swap_state(args, kwargs)
-        return self._holder.engine.run_block(
+        out = self._holder.engine.run_block(
             self.index, state, lambda s: stage.swap_call(block, s, args, kwargs), stage.from_block0)
+        return stage.swap_output(out) if stage.swap_output is not None else out
 
     def __getattr__(self, name):
         try:

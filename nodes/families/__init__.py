@@ -5,21 +5,17 @@ from typing import List
 
 import torch
 
-from . import flux, others, pixart, sd3, wan
+from . import flux, nohook, others, pixart, sd3, wan
 from .base import Family, Stage
 
-FAMILIES: List[Family] = [*wan.FAMILIES, *flux.FAMILIES, *sd3.FAMILIES, *others.FAMILIES, *pixart.FAMILIES]
+FAMILIES: List[Family] = [*wan.FAMILIES, *flux.FAMILIES, *sd3.FAMILIES, *others.FAMILIES, *pixart.FAMILIES,
+                          *nohook.FAMILIES]
 
 # Families ComfyUI can load but BlockDance does not reach yet, with the reason shown to the user.
 UNSUPPORTED = {
-    "comfy.ldm.hidream.model.HiDreamImageTransformer2DModel":
-        "HiDream has no block hook and re-injects per-block Llama tokens into its single stream; "
-        "its container-swap adapter is not written yet",
-    "comfy.ldm.lumina.model.NextDiT":
-        "Lumina2 / Z-Image has no block hook (its double_block patch runs after each layer); "
-        "its container-swap adapter is not written yet",
-    "comfy.ldm.cosmos.model.GeneralDIT": "Cosmos 1.0 has no block hook; its container-swap adapter is not written yet",
-    "comfy.ldm.cosmos.predict2.MiniTrainDIT": "Cosmos Predict2 has no block hook; its container-swap adapter is not written yet",
+    "comfy.ldm.cosmos.model.GeneralDIT":
+        "Cosmos 1.0 adds its position embedding into the hidden state in place before every block "
+        "(cosmos/model.py:529), so skipped blocks would pile it up; only Cosmos Predict2 / Anima are supported",
 }
 
 

@@ -22,9 +22,14 @@ class Stage:
     # Delta mode when the cache point lies in this stage: turns the block-0 input state into
     # this stage's layout (two-stage models concatenate the text and image streams).
     from_block0: Optional[Callable[[Any], Any]] = None
-    # Container swap only: pull the state out of a block call, and call a block on a new state.
+    # Container swap only: pull the state out of a block call, call a block on a new state (returning
+    # a state), and turn a state into what the model's loop expects back from the block.
     swap_state: Optional[Callable[[tuple, dict], Any]] = None
     swap_call: Optional[Callable[[torch.nn.Module, Any, tuple, dict], Any]] = None
+    swap_output: Optional[Callable[[Any], Any]] = None
+    # False where the block-0 input cannot be mapped onto this stage's layout (delta mode then
+    # needs the cache point in an earlier stage).
+    delta_ok: bool = True
 
 
 @dataclass(frozen=True)

@@ -50,3 +50,14 @@ def test_patching_twice_replaces_instead_of_stacking(pack, sd3):
     dit = twice.model_options["transformer_options"]["patches_replace"]["dit"]
     assert sorted(dit) == [("double_block", 0)]
     assert len(twice.wrappers["apply_model"]["blockdance"]) == 1
+
+
+def test_delta_on_a_stage_it_cannot_map_is_a_clear_error(pack, tiny):
+    if "hidream" not in tiny.FAMILIES:
+        pytest.skip("the tiny-model factory cannot build hidream")
+    hidream = tiny.build("hidream")
+    config_error = sys.modules[f"{PACK_MODULE}.blockdance_core.config"].BlockDanceConfigError
+    with pytest.raises(config_error) as err:
+        patch(pack, hidream.patcher, mode="delta", depth=0.75)
+    assert "delta mode on hidream needs the cache point within the first 2 of its 5 blocks" in str(err.value)
+    assert "depth <= 0.40" in str(err.value) and "mode=blockdance" in str(err.value)

@@ -7,7 +7,15 @@ import torch
 from helpers import PACK_MODULE, BlockCounter, LogCapture, assert_finite, holder_of, patch, rel_err, sample
 
 FAMILIES = ["flux", "sd3", "wan21", "wan_vace", "pixart_alpha", "pixart_sigma", "hunyuan_video", "ltxv",
-            "qwen_image", "auraflow", "mochi", "chroma", "flux2"]
+            "qwen_image", "auraflow", "mochi", "chroma", "flux2", "hunyuan_image21", "hidream", "lumina2",
+            "z_image", "cosmos"]
+DELTA_DEPTH = {"hidream": 0.4}  # delta mode needs HiDream's cache point among its double blocks
+
+
+def bd_patch(pack, tm, mode="blockdance", **kwargs):
+    if mode == "delta" and tm.family in DELTA_DEPTH:
+        kwargs["depth"] = DELTA_DEPTH[tm.family]
+    return patch(pack, tm.patcher, mode=mode, **kwargs)
 
 
 def size(family, hires=False):
@@ -31,9 +39,9 @@ def family_of(pack, model):
 @pytest.mark.parametrize("mode", ["blockdance", "delta"])
 def test_n1_is_bit_identical_to_unpatched(pack, tm, mode):
     base = sample(tm.patcher, tm, steps=6)
-    out = sample(patch(pack, tm.patcher, mode=mode, N=1, start_percent=0.0, end_percent=1.0), tm, steps=6)
+    out = sample(bd_patch(pack, tm, mode=mode, N=1, start_percent=0.0, end_percent=1.0), tm, steps=6)
     assert torch.equal(base, out)
-    empty_window = patch(pack, tm.patcher, mode=mode, N=3, start_percent=0.97, end_percent=1.0)
+    empty_window = bd_patch(pack, tm, mode=mode, N=3, start_percent=0.97, end_percent=1.0)
     assert torch.equal(base, sample(empty_window, tm, steps=6))
 
 
@@ -63,8 +71,8 @@ def test_skipped_blocks_do_not_run_and_log_matches(pack, tm):
 
 def test_modes_differ_and_stay_finite(pack, tm):
     base = sample(tm.patcher, tm)
-    bd = sample(patch(pack, tm.patcher, mode="blockdance"), tm)
-    delta = sample(patch(pack, tm.patcher, mode="delta"), tm)
+    bd = sample(bd_patch(pack, tm, mode="blockdance"), tm)
+    delta = sample(bd_patch(pack, tm, mode="delta"), tm)
     for out in (bd, delta):
         assert_finite(out)
         assert not torch.equal(out, base)
@@ -73,7 +81,7 @@ def test_modes_differ_and_stay_finite(pack, tm):
 
 def test_cond_uncond_batched_or_split_never_mix(pack, tm, monkeypatch):
     import comfy.model_management
-    patched = patch(pack, tm.patcher, mode="delta", N=3, start_percent=0.2)
+    patched = bd_patch(pack, tm, mode="delta", N=3, start_percent=0.2)
     batched = sample(patched, tm)
     assert holder_of(patched).last_stats.model_calls == 10  # one batched forward per step
     real = comfy.model_management.get_free_memory
