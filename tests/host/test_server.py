@@ -1,0 +1,207 @@
+"""The pack inside a real ComfyUI server: loading, node info, example workflows, a prompt over HTTP
+with the `BlockDance:` line in the log and the stats shown on the node over the websocket."""
+import json
+import os
+import socket
+import struct
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+import pytest
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PACK_DIR_NAME = "ComfyUI-BlockDance"
+EXAMPLES = os.path.join(ROOT, "example_workflows")
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, comfy_root, base, port):
+        self.url = f"http://127.0.0.1:{port}"
+        self.log_path = os.path.join(base, "server.log")
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
+             "--disable-auto-launch", "--disable-api-nodes", "--database-url", "sqlite:///:memory:",
+             "--extra-model-paths-config", os.path.join(base, "extra_model_paths.yaml"),
+             "--output-directory", os.path.join(base, "output"),
+             "--disable-all-custom-nodes", "--whitelist-custom-nodes", PACK_DIR_NAME],
+            cwd=comfy_root, env=env, stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT)
+
+    def get(self, path):
+        with urllib.request.urlopen(self.url + path, timeout=30) as r:
+            return json.loads(r.read())
+
+    def post(self, path, data):
+        req = urllib.request.Request(self.url + path, data=json.dumps(data).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return json.loads(r.read())
+
+    def wait_ready(self, timeout=90):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"ComfyUI exited early:\n{self.log()[-3000:]}")
+            try:
+                return self.get("/system_stats")
+            except (urllib.error.URLError, ConnectionError, OSError):
+                time.sleep(0.5)
+        raise RuntimeError(f"ComfyUI did not answer within {timeout}s:\n{self.log()[-3000:]}")
+
+    def run_prompt(self, prompt, client_id, timeout=120):
+        prompt_id = self.post("/prompt", {"prompt": prompt, "client_id": client_id})["prompt_id"]
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            history = self.get(f"/history/{prompt_id}")
+            if prompt_id in history and history[prompt_id]["status"].get("completed") is not None:
+                entry = history[prompt_id]
+                if entry["status"]["status_str"] == "success":
+                    return entry
+                raise AssertionError(f"prompt failed: {json.dumps(entry['status'])[:3000]}")
+            time.sleep(0.2)
+        raise AssertionError(f"prompt did not finish within {timeout}s")
+
+    def log(self):
+        with open(self.log_path) as f:
+            return f.read()
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+@pytest.fixture(scope="module")
+def server(comfy, tiny, tmp_path_factory):
+    base = str(tmp_path_factory.mktemp("comfy_server"))
+    for d in ("custom_nodes", "models", "output/tiny_cond"):
+        os.makedirs(os.path.join(base, d), exist_ok=True)
+    os.symlink(ROOT, os.path.join(base, "custom_nodes", PACK_DIR_NAME))
+    tiny.save_checkpoint("sd3", os.path.join(base, "models", "tiny_sd3.safetensors"))
+    tm = tiny.build("sd3")
+    # LoadTrainingDataset (a stock node) feeds conditioning without any text-encoder weights.
+    torch.save({"latents": [tm.latent], "conditioning": [tm.positive]},
+               os.path.join(base, "output", "tiny_cond", "shard_0.pkl"))
+    with open(os.path.join(base, "extra_model_paths.yaml"), "w") as f:
+        f.write(f"blockdance_test:\n  base_path: {base}\n  custom_nodes: custom_nodes\n  diffusion_models: models\n")
+    srv = Server(comfy, base, _free_port())
+    try:
+        srv.wait_ready()
+        yield srv
+    finally:
+        srv.stop()
+
+
+def prompt(patch=None):
+    graph = {
+        "unet": {"class_type": "UNETLoader", "inputs": {"unet_name": "tiny_sd3.safetensors", "weight_dtype": "default"}},
+        "cond": {"class_type": "LoadTrainingDataset", "inputs": {"folder_name": "tiny_cond"}},
+        "zero": {"class_type": "ConditioningZeroOut", "inputs": {"conditioning": ["cond", 1]}},
+        "latent": {"class_type": "EmptySD3LatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+        "ks": {"class_type": "KSampler", "inputs": {
+            "model": ["unet", 0], "seed": 7, "steps": 10, "cfg": 2.0, "sampler_name": "euler", "scheduler": "simple",
+            "positive": ["cond", 1], "negative": ["zero", 0], "latent_image": ["latent", 0], "denoise": 1.0}},
+        "save": {"class_type": "SaveLatent", "inputs": {"samples": ["ks", 0], "filename_prefix": f"latents/{uuid.uuid4().hex}"}},
+    }
+    if patch is not None:
+        graph["bd"] = {"class_type": "BlockDancePatch", "inputs": {"model": ["unet", 0], **patch}}
+        graph["ks"]["inputs"]["model"] = ["bd", 0]
+    return graph
+
+
+def latent_of(server, entry):
+    from safetensors.torch import load_file
+    (item,) = entry["outputs"]["save"]["latents"]
+    out_dir = os.path.join(os.path.dirname(server.log_path), "output")
+    return load_file(os.path.join(out_dir, item["subfolder"], item["filename"]))["latent_tensor"]
+
+
+def test_node_is_registered_with_tooltips(server):
+    info = server.get("/object_info/BlockDancePatch")["BlockDancePatch"]
+    assert info["display_name"] == "BlockDance Patch"
+    required = info["input"]["required"]
+    assert list(required) == ["model", "mode", "depth", "N", "start_percent", "end_percent"]
+    assert all(spec[1].get("tooltip") for spec in required.values())
+    assert required["mode"][0] == ["blockdance", "delta"]
+    assert info["output"] == ["MODEL"]
+
+
+def test_example_workflows_are_listed_and_use_known_nodes(server):
+    listed = server.get("/workflow_templates")
+    names = sorted(os.path.splitext(f)[0] for f in os.listdir(EXAMPLES) if f.endswith(".json"))
+    assert sorted(listed[PACK_DIR_NAME]) == names and names
+    object_info = server.get("/object_info")
+    required = object_info["BlockDancePatch"]["input"]["required"]
+    for name in names:
+        with open(os.path.join(EXAMPLES, name + ".json")) as f:
+            wf = json.load(f)
+        ids = {n["id"] for n in wf["nodes"]}
+        for node in wf["nodes"]:
+            assert node["type"] in object_info, f"{name}: unknown node {node['type']}"
+        for link_id, src, _, dst, _, _ in wf["links"]:
+            assert src in ids and dst in ids, f"{name}: link {link_id} dangles"
+        for node in (n for n in wf["nodes"] if n["type"] == "BlockDancePatch"):
+            mode, depth, n_, start, end = node["widgets_values"]
+            assert mode in required["mode"][0]
+            assert required["depth"][1]["min"] <= depth <= required["depth"][1]["max"] and n_ >= 1 and start < end
+
+
+def test_prompt_over_http_logs_and_shows_stats(server):
+    import asyncio
+    import aiohttp
+
+    client_id = uuid.uuid4().hex
+    texts = []
+
+    async def run():
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(f"{server.url.replace('http', 'ws')}/ws?clientId={client_id}") as ws:
+                loop = asyncio.get_running_loop()
+                patched = prompt({"mode": "blockdance", "depth": 0.75, "N": 2, "start_percent": 0.4, "end_percent": 0.95})
+                entry = await loop.run_in_executor(None, server.run_prompt, patched, client_id)
+                deadline = time.time() + 10
+                while time.time() < deadline and not any("family=sd3" in t for t in texts):
+                    try:
+                        msg = await ws.receive(timeout=1)
+                    except asyncio.TimeoutError:
+                        continue
+                    # Binary event 3 (TEXT): event id, node-id length, node id, text (server.py:1214).
+                    if msg.type == aiohttp.WSMsgType.BINARY and struct.unpack(">I", msg.data[:4])[0] == 3:
+                        node_len = struct.unpack(">I", msg.data[4:8])[0]
+                        node_id, text = msg.data[8:8 + node_len].decode(), msg.data[8 + node_len:].decode()
+                        texts.append(f"{node_id}|{text}")
+                return entry
+
+    entry = asyncio.run(run())
+    assert torch.isfinite(latent_of(server, entry)).all()
+    lines = [line for line in server.log().splitlines() if "BlockDance: family=sd3" in line]
+    assert lines and "reused=3/10" in lines[-1] and "blocks_skipped=9/40" in lines[-1]
+    assert any(t.startswith("bd|") and "family=sd3" in t for t in texts), texts
+
+
+def test_n1_over_http_is_bit_identical(server):
+    base = latent_of(server, server.run_prompt(prompt(), "x"))
+    n1 = latent_of(server, server.run_prompt(
+        prompt({"mode": "delta", "depth": 0.5, "N": 1, "start_percent": 0.0, "end_percent": 1.0}), "x"))
+    reused = latent_of(server, server.run_prompt(
+        prompt({"mode": "delta", "depth": 0.5, "N": 2, "start_percent": 0.0, "end_percent": 1.0}), "x"))
+    assert torch.equal(base, n1) and not torch.equal(base, reused)
+
+
+def test_bad_input_over_http_is_reported_on_the_node(server):
+    with pytest.raises(AssertionError) as err:
+        server.run_prompt(prompt({"mode": "blockdance", "depth": 0.75, "N": 2, "start_percent": 0.9, "end_percent": 0.5}), "x")
+    assert "start_percent=0.9 must be below end_percent=0.5" in str(err.value)
