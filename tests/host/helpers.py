@@ -6,6 +6,7 @@ import torch
 from blockdance_core import parse_log_line
 
 from benchmarks.comfy_env import PACK_MODULE  # re-exported for the tests
+from benchmarks.measure import BlockCounter  # re-exported for the tests
 
 
 def sample(model, tm, steps=10, cfg=2.0, sampler="euler", scheduler="simple", seed=1, latent=None,
@@ -25,30 +26,6 @@ def patch(pack, model, mode="blockdance", depth=0.75, N=2, start_percent=0.4, en
 
 def holder_of(model):
     return model.model_options["transformer_options"]["blockdance"]
-
-
-class BlockCounter:
-    """Counts real executions of every block module with forward hooks, independent of the pack."""
-
-    def __init__(self, diffusion_model, containers):
-        self.blocks = [b for name in containers for b in _get(diffusion_model, name)]
-        self.counts = [0] * len(self.blocks)
-        self._handles = [b.register_forward_hook(self._hook(i)) for i, b in enumerate(self.blocks)]
-
-    def _hook(self, i):
-        def hook(module, args, output):
-            self.counts[i] += 1
-        return hook
-
-    def close(self):
-        for h in self._handles:
-            h.remove()
-
-
-def _get(obj, path):
-    for part in path.split("."):
-        obj = getattr(obj, part)
-    return obj
 
 
 class LogCapture(logging.Handler):
