@@ -1,14 +1,2 @@
-"""Import-only stand-in for torchvision on CPU-only test machines.
-
-ComfyUI imports torchvision at module level (cascade, cosmos, ace), but PyPI's torchvision wheel
-that matches the CPU torch build links CUDA libraries and cannot be imported. Nothing the
-BlockDance tests exercise calls into torchvision, so this stand-in only satisfies the imports.
-Any real use fails loudly instead of silently computing garbage.
-"""
-__version__ = "0.0.0+blockdance-standin"
-
-
-def __getattr__(name):
-    raise AttributeError(
-        f"torchvision.{name} is unavailable: this is the BlockDance CPU test stand-in, "
-        "install a real torchvision build to use it")
+"""Import-only stand-in submodule; see torchvision/__init__.py."""
+from torchvision import __getattr__  # noqa: F401  (any attribute access fails loudly)
