@@ -1,10 +1,10 @@
-"""Bad input through the node: a clear error that says what was wrong and what is allowed."""
+"""The node itself: bad input gives a clear error, repeated patching and downstream clones behave."""
 import sys
 
 import pytest
 import torch
 
-from helpers import PACK_MODULE, patch
+from helpers import PACK_MODULE, patch, sample
 
 
 @pytest.fixture(scope="module")
@@ -61,3 +61,18 @@ def test_delta_on_a_stage_it_cannot_map_is_a_clear_error(pack, tiny):
         patch(pack, hidream.patcher, mode="delta", depth=0.75)
     assert "delta mode on hidream needs the cache point within the first 2 of its 5 blocks" in str(err.value)
     assert "depth <= 0.40" in str(err.value) and "mode=blockdance" in str(err.value)
+
+
+def test_a_clone_made_downstream_gets_its_own_clean_state(pack, sd3):
+    """A LoRA or other patch node placed after ours clones the model, which deep-copies
+    model_options: the copy's block patches must drive the copy's own engine."""
+    patched = patch(pack, sd3.patcher, N=2, start_percent=0.0)
+    downstream = patched.clone()
+    holder = downstream.model_options["transformer_options"]["blockdance"]
+    assert holder is not patched.model_options["transformer_options"]["blockdance"]
+    dit = downstream.model_options["transformer_options"]["patches_replace"]["dit"]
+    assert all(p.holder is holder for p in dit.values())
+    out = sample(downstream, sd3)
+    assert holder.last_stats is not None and len(holder.last_stats.steps_reused) > 0
+    assert patched.model_options["transformer_options"]["blockdance"].last_stats is None
+    assert torch.equal(out, sample(patched, sd3))
