@@ -160,7 +160,14 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=None, help="interleaved timing rounds")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--weights", default=ref.WEIGHTS, help="reference model file (stock Wan 2.1 t2v layout)")
+    parser.add_argument("--speed-only", action="store_true",
+                        help="random-weight models at each family's real depth: speed and patch overhead only")
+    parser.add_argument("--device", default="cpu", help="speed-only: cpu or cuda")
+    parser.add_argument("--full-size", action="store_true", help="speed-only: full-width Flux.1 (needs a GPU)")
     args = parser.parse_args(argv)
+    if args.speed_only:
+        from . import speed
+        return speed.main(args)
     per_class = args.samples_per_class or (1 if args.quick else 4)
     steps = args.steps or (16 if args.quick else 30)
     repeats = args.repeats or (1 if args.quick else 3)

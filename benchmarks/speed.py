@@ -1,0 +1,92 @@
+"""Speed only: random-weight models with each family's real block count, at widths a CPU can run.
+
+`python -m benchmarks.run --speed-only` times, in one process and interleaved rounds, the
+uncached model, BlockDance N=1 (the cost of the patch machinery alone) and N=2 / N=3, and
+prints measured speedup, ideal speedup (executed block fraction) and the per-step overhead.
+Pass `--device cuda --full-size` on a GPU machine for a full-width Flux.1 in bf16.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Dict, List
+
+import torch
+
+from . import tiny_models
+from .comfy_env import load_pack
+
+# family -> (unet_config overrides with the real block count, image side in px)
+CPU_SHAPES: Dict[str, tuple] = {
+    "flux": ({"depth": 19, "depth_single_blocks": 38, "hidden_size": 256, "axes_dim": [16, 56, 56]}, 128),
+    "wan21": ({"num_layers": 30, "dim": 256, "num_heads": 2, "ffn_dim": 1024}, 128),
+    "hunyuan_video": ({"depth": 20, "depth_single_blocks": 40, "hidden_size": 256, "num_heads": 2}, 128),
+    "qwen_image": ({"num_layers": 60}, 128),
+    "ltxv": ({"num_layers": 28}, 256),
+    "pixart_sigma": ({"depth": 28}, 272),
+}
+FULL_FLUX = ({"depth": 19, "depth_single_blocks": 38, "hidden_size": 3072, "num_heads": 24,
+              "axes_dim": [16, 56, 56]}, 1024)
+CONFIGS = (("uncached", None), ("N=1", 1), ("N=2", 2), ("N=3", 3))
+
+
+def _to_device(tm, device: str, dtype: torch.dtype):
+    if device != "cpu":
+        tm.patcher.model.to(device=device, dtype=dtype)
+        tm.patcher.load_device = torch.device(device)
+    return tm
+
+
+def measure_family(pack, family: str, overrides: dict, side: int, steps: int, repeats: int,
+                   device: str = "cpu", dtype: torch.dtype = torch.float32) -> List[dict]:
+    import comfy.sample
+    tm = _to_device(tiny_models.build(family, seed=0, width=side, height=side, config_overrides=overrides),
+                    device, dtype)
+    node = pack.NODE_CLASS_MAPPINGS["BlockDancePatch"]()
+    models = {name: tm.patcher if n is None else node.patch(tm.patcher, "blockdance", 0.75, n, 0.4, 0.95)[0]
+              for name, n in CONFIGS}
+    image = comfy.sample.fix_empty_latent_channels(tm.patcher, tm.latent["samples"])
+    noise = comfy.sample.prepare_noise(image, 1)
+
+    def run(model):
+        comfy.sample.sample(model, noise, steps, 1.0, "euler", "simple", tm.positive, tm.negative, image,
+                            disable_pbar=True, seed=1)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    for model in models.values():  # warm-up (first-call allocation, kernel selection)
+        run(model)
+    times = {name: [] for name in models}
+    for _ in range(repeats):
+        for name, model in models.items():
+            start = time.perf_counter()
+            run(model)
+            times[name].append(time.perf_counter() - start)
+    base = statistics.median(times["uncached"])
+    rows = []
+    for name, model in models.items():
+        t = statistics.median(times[name])
+        holder = model.model_options.get("transformer_options", {}).get("blockdance")
+        ideal = holder.last_stats.ideal_speedup if holder is not None else 1.0
+        rows.append({"family": family, "config": name, "blocks": tm.num_blocks, "seconds": t,
+                     "speedup": base / t, "ideal_speedup": ideal, "efficiency": base / t / ideal,
+                     "overhead_ms_per_step": (t - base) / steps * 1000 if name == "N=1" else None})
+    return rows
+
+
+def main(args) -> int:
+    pack = load_pack()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    shapes = {"flux": FULL_FLUX} if args.full_size else CPU_SHAPES
+    dtype = torch.bfloat16 if args.device != "cpu" else torch.float32
+    steps, repeats = args.steps or 20, args.repeats or 3
+    device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU"
+    print(f"speed only: {device_name}, {steps} euler steps, cfg 1, depth 0.75, window 0.40-0.95, "
+          f"median of {repeats} interleaved rounds, {torch.get_num_threads()} thread(s)")
+    print(f"{'family':<15}{'blocks':>7}{'config':>10}{'seconds':>10}{'speedup':>9}{'ideal':>8}{'eff':>6}{'overhead/step':>15}")
+    for family, (overrides, side) in shapes.items():
+        for r in measure_family(pack, family, overrides, side, steps, repeats, args.device, dtype):
+            overhead = "" if r["overhead_ms_per_step"] is None else f"{r['overhead_ms_per_step']:+.2f} ms"
+            print(f"{family:<15}{r['blocks']:>7}{r['config']:>10}{r['seconds']:>10.3f}{r['speedup']:>8.2f}x"
+                  f"{r['ideal_speedup']:>7.2f}x{r['efficiency']:>6.2f}{overhead:>15}")
+    return 0
