@@ -1,37 +1,9 @@
-"""Speed and fidelity measurements shared by the demo and the benchmark.
-
-Speed is always a ratio measured in one process on one model: the configurations are timed in
-interleaved rounds and the ratio of medians is reported, because these machines are noisy.
-"""
+"""Counting what really executes, shared by the benchmarks and the tests."""
 from __future__ import annotations
 
-import math
-import statistics
-import time
-from typing import Callable, Dict, List
+from typing import List
 
 import torch
-
-
-def psnr(output: torch.Tensor, reference: torch.Tensor) -> float:
-    """PSNR in dB against the reference, with the reference's value range as the peak;
-    infinity for a bit-identical output."""
-    mse = float(((output.float() - reference.float()) ** 2).mean())
-    if mse == 0.0:
-        return math.inf
-    peak = float(reference.max() - reference.min())
-    return 10.0 * math.log10(peak * peak / mse)
-
-
-def interleaved_medians(runs: Dict[str, Callable[[], object]], repeats: int) -> Dict[str, float]:
-    """Median wall time of each callable, timed round-robin so drifts hit all of them alike."""
-    times: Dict[str, List[float]] = {name: [] for name in runs}
-    for _ in range(repeats):
-        for name, fn in runs.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 class BlockCounter:

@@ -1,0 +1,47 @@
+"""`python -m benchmarks.run --quick` end to end on the shipped reference model."""
+import json
+import math
+import os
+
+import pytest
+
+CONTRACT_KEYS = {"method", "sampler", "params", "speedup", "ideal_speedup", "efficiency", "psnr_mean", "psnr_min",
+                 "ssim", "cls_acc", "fd_cls"}
+METHODS = {"baseline", "blockdance", "delta", "easycache", "lazycache", "fewer_steps"}
+
+
+@pytest.fixture(scope="module")
+def quick_results(comfy, tmp_path_factory):
+    from benchmarks import run
+    from benchmarks.reference import model as ref
+    if not os.path.isfile(ref.WEIGHTS):
+        pytest.fail(f"the reference model {ref.WEIGHTS} is not in the repository")
+    out = tmp_path_factory.mktemp("bench")
+    assert run.main(["--quick", "--json", str(out / "results.json")]) == 0
+    with open(out / "results.json") as f:
+        return json.load(f), out
+
+
+def test_quick_benchmark_writes_the_contract(quick_results):
+    rows, out = quick_results
+    assert rows and all(CONTRACT_KEYS <= set(r) for r in rows)
+    assert {r["method"] for r in rows} == METHODS
+    assert {r["sampler"] for r in rows} == {"euler", "euler_ancestral"}
+    assert (out / "pareto.png").stat().st_size > 0 and (out / "samples.png").stat().st_size > 0
+
+
+def test_no_reuse_rows_are_bit_identical(quick_results):
+    rows, _ = quick_results
+    controls = [r for r in rows if r["method"] in ("blockdance", "delta") and r["params"]["N"] == 1]
+    assert len(controls) == 4
+    for r in controls + [r for r in rows if r["method"] == "baseline"]:
+        assert math.isinf(r["psnr_mean"]) and r["ideal_speedup"] == 1.0 and r["ssim"] == pytest.approx(1.0)
+
+
+def test_reuse_rows_skip_work_and_stay_close(quick_results):
+    rows, _ = quick_results
+    for r in rows:
+        if r["method"] in ("blockdance", "delta") and r["params"]["N"] > 1:
+            assert r["ideal_speedup"] > 1.1 and 10 < r["psnr_mean"] < math.inf
+        if r["method"] == "fewer_steps":
+            assert r["params"]["steps"] < 16
