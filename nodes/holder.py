@@ -22,10 +22,16 @@ class BlockDanceHolder:
         self.engine = BlockDanceEngine(config, num_blocks, family.batch_dim)
         self.last_stats: Optional[RunStats] = None
         self.swap_cache: dict = {}  # id(container) -> proxy list, built once per model
-        self._sigma_cache = None    # (sample_sigmas tensor, as floats), see hooks._sigma_list
+        self._schedule = None       # (sample_sigmas tensor, the same as floats)
 
     def __deepcopy__(self, memo):
         return BlockDanceHolder(self.config, self.family, self.num_blocks, self.node_id)
+
+    def schedule_floats(self, sample_sigmas) -> list:
+        """The run's schedule as floats, converted once per run rather than once per forward."""
+        if self._schedule is None or self._schedule[0] is not sample_sigmas:
+            self._schedule = (sample_sigmas, [float(s) for s in sample_sigmas.flatten().tolist()])
+        return self._schedule[1]
 
     def log_line(self, stats: RunStats) -> str:
         c = self.config

@@ -76,7 +76,7 @@ def apply_model_wrapper(executor, *args, **kwargs):
         return executor(*args, **kwargs)  # not inside a sampler run: nothing to plan against
     engine = holder.engine
     sigma = float(transformer_options["sigmas"].flatten()[0])
-    engine.begin_call(_sigma_list(holder, sample_sigmas), sigma, _chunk_keys(transformer_options))
+    engine.begin_call(holder.schedule_floats(sample_sigmas), sigma, _chunk_keys(transformer_options))
     try:
         with ExitStack() as stack:
             diffusion_model = executor.class_obj.diffusion_model
@@ -88,11 +88,3 @@ def apply_model_wrapper(executor, *args, **kwargs):
     finally:
         engine.end_call()
 
-
-def _sigma_list(holder, sample_sigmas) -> list:
-    """The schedule as floats, converted once per run rather than once per forward."""
-    cached = getattr(holder, "_sigma_cache", None)
-    if cached is None or cached[0] is not sample_sigmas:
-        cached = (sample_sigmas, [float(s) for s in sample_sigmas.flatten().tolist()])
-        holder._sigma_cache = cached
-    return cached[1]
