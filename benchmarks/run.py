@@ -140,6 +140,18 @@ def evaluate(configs, sampler, labels, classifier, real_features) -> List[dict]:
     return rows
 
 
+def non_block_share(configs: List[Config]) -> float:
+    """Share of the baseline's time spent outside the block stack (embedders, head, sampler), from a
+    least-squares fit time = fixed + per_block * block_calls over every configuration: what keeps
+    efficiency below 1 (the end-to-end ceiling is 1 / (o + (1 - o) f), method.md section 6)."""
+    xs = torch.tensor([float(c.block_calls) for c in configs], dtype=torch.float64)
+    ys = torch.tensor([sorted(c.times)[len(c.times) // 2] for c in configs], dtype=torch.float64)
+    design = torch.stack([torch.ones_like(xs), xs], dim=1)
+    fixed, per_block = torch.linalg.lstsq(design, ys.unsqueeze(1)).solution.flatten().tolist()
+    base = configs[0]
+    return fixed / (fixed + per_block * base.block_calls)
+
+
 def print_table(rows: List[dict]) -> None:
     print(f"{'sampler':<16}{'configuration':<38}{'speedup':>8}{'ideal':>7}{'eff':>6}{'PSNR':>7}{'min':>7}"
           f"{'SSIM':>7}{'acc':>6}{'FD':>9}")
@@ -186,15 +198,18 @@ def main(argv=None) -> int:
     with torch.no_grad():
         real_features = classifier.features(test_x)
 
-    rows, grids = [], {}
+    rows, grids, shares = [], {}, {}
     for sampler in SAMPLERS:
         configs = run_sampler(build_configs(pack, model, steps, args.quick), model, sampler, noise, latent,
                               positive, negative, args.seed, repeats)
         rows += evaluate(configs, sampler, labels, classifier, real_features)
         grids[sampler] = configs
+        shares[sampler] = non_block_share(configs)
     print(f"reference Wan 2.1 (24 blocks) on MNIST, {len(labels)} samples ({per_class}/class), {steps} steps, cfg 2, "
           f"{repeats} timing round(s), {torch.get_num_threads()} thread(s)")
     print_table(rows)
+    print("time outside the block stack (fit over all configurations): "
+          + ", ".join(f"{s} {share:.0%}" for s, share in shares.items()))
     out_dir = os.path.dirname(os.path.abspath(args.json))
     os.makedirs(out_dir, exist_ok=True)
     with open(args.json, "w") as f:
