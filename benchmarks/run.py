@@ -90,26 +90,24 @@ def sample(cfg: Config, noise, latent, positive, negative, sampler: str, seed: i
 
 def run_sampler(configs, base_model, sampler, noise, latent, positive, negative, seed, repeats):
     dm = base_model.get_model_object("diffusion_model")
-    # One counted run per configuration: outputs and executed block calls.
-    for cfg in configs:
+
+    def counted_run(cfg: Config) -> None:
+        """Sample once with forward hooks on the real blocks: the output and the executed blocks."""
         counter = BlockCounter(dm, ["blocks"])
         try:
             cfg.output = sample(cfg, noise, latent, positive, negative, sampler, seed)
         finally:
             counter.close()
         cfg.block_calls = sum(counter.counts)
+
+    for cfg in configs:
+        counted_run(cfg)
     # Fewer steps at each distinct cost of the caching configurations.
     base = configs[0]
     wanted = sorted({max(1, round(base.steps * c.block_calls / base.block_calls)) for c in configs[1:]} - {base.steps})
     for steps in wanted:
-        extra = Config("fewer_steps", {"steps": steps}, steps, base_model)
-        counter = BlockCounter(dm, ["blocks"])
-        try:
-            extra.output = sample(extra, noise, latent, positive, negative, sampler, seed)
-        finally:
-            counter.close()
-        extra.block_calls = sum(counter.counts)
-        configs.append(extra)
+        configs.append(Config("fewer_steps", {"steps": steps}, steps, base_model))
+        counted_run(configs[-1])
     # Timing: interleaved rounds, no hooks attached.
     for _ in range(repeats):
         for cfg in configs:
