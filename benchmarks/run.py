@@ -15,9 +15,11 @@ sampler, and reports per configuration:
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import os
+import random
 import sys
 import time
 from dataclasses import dataclass, field
@@ -82,20 +84,36 @@ def build_configs(pack, model, steps: int, quick: bool) -> List[Config]:
     return configs
 
 
+@dataclass
+class Workload:
+    """What one sampling run gets: initial noise, empty latent and conditioning for a batch."""
+    noise: torch.Tensor
+    latent: torch.Tensor
+    positive: list
+    negative: list
+
+
+def make_workload(model, contexts, labels, seed: int) -> Workload:
+    import comfy.sample
+    latent = comfy.sample.fix_empty_latent_channels(model, torch.zeros(len(labels), 16, 1, 8, 8))
+    return Workload(comfy.sample.prepare_noise(latent, seed), latent, [[contexts[labels], {}]],
+                    [[contexts[ref.NULL_CLASS:ref.NULL_CLASS + 1], {}]])
+
+
 def sample(cfg: Config, noise, latent, positive, negative, sampler: str, seed: int) -> torch.Tensor:
     import comfy.sample
     return comfy.sample.sample(cfg.patched, noise, cfg.steps, 2.0, sampler, "simple", positive, negative, latent,
                                disable_pbar=True, seed=seed)
 
 
-def run_sampler(configs, base_model, sampler, noise, latent, positive, negative, seed, repeats):
+def run_sampler(configs, base_model, sampler, fidelity: Workload, timing: Workload, seed, repeats):
     dm = base_model.get_model_object("diffusion_model")
 
     def counted_run(cfg: Config) -> None:
         """Sample once with forward hooks on the real blocks: the output and the executed blocks."""
         counter = BlockCounter(dm, ["blocks"])
         try:
-            cfg.output = sample(cfg, noise, latent, positive, negative, sampler, seed)
+            cfg.output = sample(cfg, fidelity.noise, fidelity.latent, fidelity.positive, fidelity.negative, sampler, seed)
         finally:
             counter.close()
         cfg.block_calls = sum(counter.counts)
@@ -108,11 +126,14 @@ def run_sampler(configs, base_model, sampler, noise, latent, positive, negative,
     for steps in wanted:
         configs.append(Config("fewer_steps", {"steps": steps}, steps, base_model))
         counted_run(configs[-1])
-    # Timing: interleaved rounds, no hooks attached.
+    # Timing: rounds over every configuration in a fresh random order each round (run-to-run
+    # speed drifts by several percent on shared machines), no hooks attached.
+    order = random.Random(seed)
     for _ in range(repeats):
-        for cfg in configs:
+        for cfg in order.sample(configs, len(configs)):
+            gc.collect()
             start = time.perf_counter()
-            sample(cfg, noise, latent, positive, negative, sampler, seed)
+            sample(cfg, timing.noise, timing.latent, timing.positive, timing.negative, sampler, seed)
             cfg.times.append(time.perf_counter() - start)
     return configs
 
@@ -178,19 +199,16 @@ def main(argv=None) -> int:
     if args.speed_only:
         from . import speed
         return speed.main(args)
-    per_class = args.samples_per_class or (1 if args.quick else 4)
+    per_class = args.samples_per_class or (1 if args.quick else 2)
     steps = args.steps or (16 if args.quick else 30)
     repeats = args.repeats or (1 if args.quick else 3)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
 
     started = time.time()
     pack, model, contexts = load_reference(args.weights)
-    import comfy.sample
     labels = torch.arange(10).repeat_interleave(per_class)
-    positive = [[contexts[labels], {}]]
-    negative = [[contexts[ref.NULL_CLASS:ref.NULL_CLASS + 1], {}]]
-    latent = comfy.sample.fix_empty_latent_channels(model, torch.zeros(len(labels), 16, 1, 8, 8))
-    noise = comfy.sample.prepare_noise(latent, args.seed)
+    fidelity = make_workload(model, contexts, labels, args.seed)
+    timing = make_workload(model, contexts, torch.arange(10), args.seed)  # one digit per class
     classifier = digit_classifier.load()
     _, (test_x, _) = data.split(*data.load_mnist())
     with torch.no_grad():
@@ -198,13 +216,14 @@ def main(argv=None) -> int:
 
     rows, grids, shares = [], {}, {}
     for sampler in SAMPLERS:
-        configs = run_sampler(build_configs(pack, model, steps, args.quick), model, sampler, noise, latent,
-                              positive, negative, args.seed, repeats)
+        configs = run_sampler(build_configs(pack, model, steps, args.quick), model, sampler, fidelity, timing,
+                              args.seed, repeats)
         rows += evaluate(configs, sampler, labels, classifier, real_features)
         grids[sampler] = configs
         shares[sampler] = non_block_share(configs)
-    print(f"reference Wan 2.1 (24 blocks) on MNIST, {len(labels)} samples ({per_class}/class), {steps} steps, cfg 2, "
-          f"{repeats} timing round(s), {torch.get_num_threads()} thread(s)")
+    print(f"reference Wan 2.1 (24 blocks) on MNIST, {steps} steps, cfg 2, {torch.get_num_threads()} thread(s); "
+          f"fidelity and quality on {len(labels)} samples ({per_class}/class); speed: median of {repeats} "
+          f"round(s) over 10 samples in shuffled order")
     print_table(rows)
     print("time outside the block stack (fit over all configurations): "
           + ", ".join(f"{s} {share:.0%}" for s, share in shares.items()))

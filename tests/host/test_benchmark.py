@@ -45,3 +45,18 @@ def test_reuse_rows_skip_work_and_stay_close(quick_results):
             assert r["ideal_speedup"] > 1.1 and 10 < r["psnr_mean"] < math.inf
         if r["method"] == "fewer_steps":
             assert r["params"]["steps"] < 16
+
+
+def test_reference_model_is_a_stock_wan_with_24_blocks(comfy):
+    from benchmarks import run
+    _, model, contexts = run.load_reference()
+    dm = model.get_model_object("diffusion_model")
+    assert type(dm).__name__ == "WanModel" and len(dm.blocks) == 24
+    assert contexts.shape == (11, 4, 4096) and not contexts[10].any()
+
+
+def test_reference_samples_are_recognisable_digits(quick_results):
+    rows, _ = quick_results
+    for r in rows:
+        if r["method"] == "baseline":
+            assert r["cls_acc"] >= 0.7, r
