@@ -5,8 +5,9 @@ loads the reference model through ComfyUI's stock UNETLoader, samples a fixed se
 classes with every configuration under a deterministic (euler) and an ancestral (euler_ancestral)
 sampler, and reports per configuration:
 
-- speedup: ratio of median wall times against the uncached baseline, all configurations timed
-  in interleaved rounds in this one process;
+- speedup: median over rounds of (baseline time / this configuration's time), every round in a
+  fresh random order with the baseline re-timed every few runs and each configuration compared
+  with the baseline runs around it, all in this one process;
 - ideal_speedup: baseline block executions / this configuration's (counted with forward hooks
   on the real block modules), and efficiency = speedup / ideal_speedup;
 - fidelity to the uncached output from the same noise: PSNR (mean, worst) and SSIM of the
@@ -20,6 +21,7 @@ import json
 import math
 import os
 import random
+import statistics
 import sys
 import time
 from dataclasses import dataclass, field
@@ -34,6 +36,7 @@ from .reference import classifier as digit_classifier
 from .reference import data, model as ref
 
 SAMPLERS = ("euler", "euler_ancestral")
+ANCHOR_EVERY = 6  # configurations timed between two baseline runs
 
 
 @dataclass
@@ -44,6 +47,7 @@ class Config:
     patched: object = None            # the ModelPatcher to sample with
     block_calls: int = 0
     times: List[float] = field(default_factory=list)
+    ratios: List[float] = field(default_factory=list)  # nearby baseline time / this run's time
     output: Optional[torch.Tensor] = None
 
     @property
@@ -126,29 +130,41 @@ def run_sampler(configs, base_model, sampler, fidelity: Workload, timing: Worklo
     for steps in wanted:
         configs.append(Config("fewer_steps", {"steps": steps}, steps, base_model))
         counted_run(configs[-1])
-    # Timing: rounds over every configuration in a fresh random order each round (run-to-run
-    # speed drifts by several percent on shared machines), no hooks attached.
+    # Timing. Speed on these shared machines drifts by 5-15% between identical runs, so each round
+    # visits the configurations in a fresh random order with the baseline re-timed every few runs,
+    # and each configuration is compared with the baseline runs next to it (no hooks attached).
     order = random.Random(seed)
+
+    def timed(cfg: Config) -> float:
+        gc.collect()
+        start = time.perf_counter()
+        sample(cfg, timing.noise, timing.latent, timing.positive, timing.negative, sampler, seed)
+        return time.perf_counter() - start
+
     for _ in range(repeats):
-        for cfg in order.sample(configs, len(configs)):
-            gc.collect()
-            start = time.perf_counter()
-            sample(cfg, timing.noise, timing.latent, timing.positive, timing.negative, sampler, seed)
-            cfg.times.append(time.perf_counter() - start)
+        shuffled = order.sample(configs[1:], len(configs) - 1)
+        anchors = [timed(base)]
+        for start in range(0, len(shuffled), ANCHOR_EVERY):
+            chunk = [(cfg, timed(cfg)) for cfg in shuffled[start:start + ANCHOR_EVERY]]
+            anchors.append(timed(base))
+            local_base = (anchors[-2] + anchors[-1]) / 2
+            for cfg, t in chunk:
+                cfg.times.append(t)
+                cfg.ratios.append(local_base / t)
+        base.times += anchors
     return configs
 
 
 def evaluate(configs, sampler, labels, classifier, real_features) -> List[dict]:
     base = configs[0]
     base_images = data.from_latent(base.output)
-    base_time = sorted(base.times)[len(base.times) // 2]
     rows = []
     for cfg in configs:
         images = data.from_latent(cfg.output)
         psnr = psnr_per_image(images, base_images)
         t = sorted(cfg.times)[len(cfg.times) // 2]
         ideal = base.block_calls / cfg.block_calls
-        speedup = base_time / t
+        speedup = statistics.median(cfg.ratios) if cfg.ratios else 1.0
         rows.append({
             "method": cfg.method, "sampler": sampler, "params": cfg.params,
             "speedup": round(speedup, 4), "ideal_speedup": round(ideal, 4), "efficiency": round(speedup / ideal, 4),
@@ -201,7 +217,7 @@ def main(argv=None) -> int:
         return speed.main(args)
     per_class = args.samples_per_class or (1 if args.quick else 2)
     steps = args.steps or (16 if args.quick else 30)
-    repeats = args.repeats or (1 if args.quick else 3)
+    repeats = args.repeats or (1 if args.quick else 2)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
 
     started = time.time()
@@ -223,7 +239,7 @@ def main(argv=None) -> int:
         shares[sampler] = non_block_share(configs)
     print(f"reference Wan 2.1 (24 blocks) on MNIST, {steps} steps, cfg 2, {torch.get_num_threads()} thread(s); "
           f"fidelity and quality on {len(labels)} samples ({per_class}/class); speed: median of {repeats} "
-          f"round(s) over 10 samples in shuffled order")
+          f"round(s) over 10 samples, shuffled, baseline re-timed every {ANCHOR_EVERY} runs")
     print_table(rows)
     print("time outside the block stack (fit over all configurations): "
           + ", ".join(f"{s} {share:.0%}" for s, share in shares.items()))
