@@ -42,7 +42,9 @@ def test_reuse_rows_skip_work_and_stay_close(quick_results):
     rows, _ = quick_results
     for r in rows:
         if r["method"] in ("blockdance", "delta") and r["params"]["N"] > 1:
-            assert r["ideal_speedup"] > 1.1 and 10 < r["psnr_mean"] < math.inf
+            assert r["ideal_speedup"] > 1.1 and r["psnr_mean"] < math.inf
+            if r["sampler"] == "euler" and r["params"]["N"] == 2:
+                assert r["psnr_mean"] > 25, r  # one reuse step per pair stays close to the uncached output
         if r["method"] == "fewer_steps":
             assert r["params"]["steps"] < 16
 
