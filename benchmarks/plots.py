@@ -36,10 +36,10 @@ def _panel(draw, rows, x0, title):
         draw.text((left - 34, xy(x_lo, sy)[1] - 6), f"{sy:.0f}", fill=(0, 0, 0))
     for method, color in COLORS.items():
         points = sorted((r["speedup"], r["psnr_mean"]) for r in rows if r["method"] == method)
-        coords = [xy(*p) for p in points]
-        if len(coords) > 1:
-            draw.line(coords, fill=color, width=2)
-        for cx, cy in coords:
+        front = [xy(*p) for i, p in enumerate(points) if all(q[1] < p[1] for q in points[i + 1:])]
+        if len(front) > 1:
+            draw.line(front, fill=color, width=2)  # the method's Pareto front; dots are every configuration
+        for cx, cy in (xy(*p) for p in points):
             draw.ellipse([cx - 3, cy - 3, cx + 3, cy + 3], fill=color)
     for i, (method, color) in enumerate(COLORS.items()):
         draw.rectangle([right - 110, top + 8 + 14 * i, right - 100, top + 18 + 14 * i], fill=color)
