@@ -31,7 +31,6 @@ from .comfy_env import load_comfy
 CPU = torch.device("cpu")
 TOKENS = 16
 """Text tokens per conditioning entry."""
-DIT_HOOK_KINDS = ("double_block", "single_block")
 """Block kinds that ComfyUI's ``patches_replace["dit"]`` uses; other layout keys name a block container."""
 INIT_STD = 0.02
 
@@ -49,11 +48,6 @@ class TinyModel:
     block_layout: list[tuple[str, int]]  # execution order; ("double_block", i) style keys where hooked
     diffusion_model_class: str
     unet_config: dict = field(default_factory=dict)  # exactly what was passed to the supported_models config
-
-    @property
-    def hooked(self) -> bool:
-        """True when every block is reachable through ``patches_replace["dit"]``."""
-        return all(kind in DIT_HOOK_KINDS for kind, _ in self.block_layout)
 
 
 @dataclass(frozen=True)

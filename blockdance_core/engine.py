@@ -105,7 +105,6 @@ class BlockDanceEngine:
                 for key, chunk in zip(call.keys, self._chunks(value, call.keys)):
                     if key in call.stored_keys:
                         self.cache.attach_side(key, name, chunk)
-        self.stats.cache_peak_bytes = self.cache.peak_bytes
 
     # ---------------------------------------------------------- side branches
     @property

@@ -28,10 +28,6 @@ class RunStats:
             return 1.0
         return self.block_calls_total / self.block_calls_run
 
-    @property
-    def executed_fraction(self) -> float:
-        return 1.0 / self.ideal_speedup
-
     def log_line(self, family: str, mode: str, **extra) -> str:
         parts = [
             f"family={family}",
