@@ -126,6 +126,18 @@ class BlockDanceEngine:
         return self.current_action is StepAction.REUSE and all(name in e.side for e in self.call.entries)
 
     # --------------------------------------------------------------- block scope
+    def runs_plainly(self, index: int) -> bool:
+        """True when block `index` just computes in this call (a full step, or no sampler run):
+        the hook may call the real block directly, without building a state. Counts the block."""
+        call = self.call
+        if call is None or index > self.cache_index:
+            return True
+        if call.action is not StepAction.FULL:
+            return False
+        call.started = True  # a full call needs no chunking, signatures or lookups at block 0
+        self.stats.block_calls_run += 1
+        return True
+
     def run_block(self, index: int, state: Any, compute: Callable[[Any], Any],
                   to_stage: Optional[Callable[[Any], Any]] = None) -> Any:
         """Run, skip or replace block `index` of the stack for the current call.

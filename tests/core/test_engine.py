@@ -162,3 +162,34 @@ def test_two_stage_stack(mode, depth):
     assert torch.isfinite(out).all() and not torch.equal(out, base)
     assert (out - base).norm() / base.norm() < 0.2
     assert stats.block_calls_skipped == len(stats.steps_reused) * engine.skipped
+
+
+@pytest.mark.parametrize("mode", ["blockdance", "delta"])
+def test_plain_fast_path_matches_run_block(mode):
+    """Hooks that ask runs_plainly first (as the ComfyUI hooks do) get the same output and counts."""
+    model, engine = make(N=3, mode=mode, depth=0.5, start_percent=0.25, end_percent=0.9)
+    reference, ref_stats = sample(model, engine)
+    plain_calls = []
+
+    def hook(index, state, compute, to_stage=None):
+        if engine.runs_plainly(index):
+            if index in engine.hooked_blocks:
+                plain_calls.append(index)
+            return compute(state)
+        return engine.run_block(index, state, compute, to_stage)
+
+    engine.start_run()
+    x = torch.randn(2, 6, 8, generator=torch.Generator().manual_seed(0))
+    for k in range(len(SIGMAS) - 1):
+        action = engine.begin_call(SIGMAS, SIGMAS[k], ["cond"])
+        try:
+            out = model(x, SIGMAS[k], hook=hook)
+            assert engine.current_action is action  # block 0 confirmed the call either way
+        finally:
+            engine.end_call()
+        x = x + (SIGMAS[k + 1] - SIGMAS[k]) * out
+    stats = engine.finish_run()
+    assert torch.equal(x, reference)
+    assert (stats.block_calls_run, stats.block_calls_skipped) == (ref_stats.block_calls_run, ref_stats.block_calls_skipped)
+    full_steps = sum(1 for a in engine._plan(12) if a is StepAction.FULL)
+    assert len(plain_calls) == full_steps * engine.skipped > 0   # full steps take the fast path
