@@ -41,12 +41,16 @@ def section(rows: List[dict], header: str) -> str:
         srows = [r for r in rows if r["sampler"] == sampler]
         summary[sampler] = {t: winner(srows, t) for t in TARGETS}
         out += [f"**{sampler}**", "",
-                "| configuration | speedup | ideal | efficiency | PSNR mean | PSNR min | SSIM | class acc | FD-cls |",
-                "|---|---|---|---|---|---|---|---|---|"]
+                "| configuration | speedup | ideal | efficiency | wall | PSNR mean | PSNR min | SSIM | class acc | FD-cls |",
+                "|---|---|---|---|---|---|---|---|---|---|"]
         for r in srows:
+            wall = f"{r['speedup_wall']:.2f}x" if "speedup_wall" in r else "-"
             out.append(f"| {label(r)} | {r['speedup']:.2f}x | {r['ideal_speedup']:.2f}x | {r['efficiency']:.2f} | "
-                       f"{fmt(r['psnr_mean'])} | {fmt(r['psnr_min'])} | {r['ssim']:.4f} | {r['cls_acc']:.2f} | "
+                       f"{wall} | {fmt(r['psnr_mean'])} | {fmt(r['psnr_min'])} | {r['ssim']:.4f} | {r['cls_acc']:.2f} | "
                        f"{r['fd_cls']:.1f} |")
+        noise = [r["timing_noise"] for r in srows if "timing_noise" in r]
+        if noise:
+            out += ["", f"Timing noise floor: the uncached copies' times lie within {noise[0]:.1%} of their mean."]
         out.append("")
     out += ["Most faithful configuration (highest PSNR mean) among those measured at least this fast:", "",
             "| sampler | " + " | ".join(f">= {t}x" for t in TARGETS) + " |", "|---|" + "---|" * len(TARGETS)]

@@ -5,18 +5,18 @@ loads the reference model through ComfyUI's stock UNETLoader, samples a fixed se
 classes with every configuration under a deterministic (euler) and an ancestral (euler_ancestral)
 sampler, and reports per configuration:
 
-- speedup: median over rounds of (baseline time / this configuration's time), every round in a
-  fresh random order with the baseline re-timed every few runs and each configuration compared
-  with the baseline runs around it, all in this one process;
-- ideal_speedup: baseline block executions / this configuration's (counted with forward hooks
-  on the real block modules), and efficiency = speedup / ideal_speedup;
+- speedup: baseline time / this configuration's time, all configurations of a sampler timed
+  together in rounds that advance every run a sampler step at a time (benchmarks/lockstep.py),
+  each run's time taken per step and cleaned of contention by keeping each step's fastest round;
+  speedup_wall: the ratio of the median whole-run times of the same rounds;
+- ideal_speedup: baseline block executions / this configuration's in the timed runs (counted
+  with forward hooks on the real block modules), and efficiency = speedup / ideal_speedup;
 - fidelity to the uncached output from the same noise: PSNR (mean, worst) and SSIM of the
   decoded digits; sample quality: classifier accuracy and FD on classifier features.
 """
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import math
 import os
@@ -30,13 +30,14 @@ from typing import Dict, List, Optional
 import torch
 
 from .comfy_env import load_pack
+from .lockstep import Runner, Timed, clean_seconds, run_lockstep
 from .measure import BlockCounter
 from .metrics import psnr_per_image, quality, ssim
 from .reference import classifier as digit_classifier
 from .reference import data, model as ref
 
 SAMPLERS = ("euler", "euler_ancestral")
-ANCHOR_EVERY = 6  # configurations timed between two baseline runs
+BASELINE_COPIES = 3  # uncached runs per lockstep round: every speedup divides by their mean
 
 
 @dataclass
@@ -45,10 +46,33 @@ class Config:
     params: dict
     steps: int
     patched: object = None            # the ModelPatcher to sample with
-    block_calls: int = 0
-    times: List[float] = field(default_factory=list)
-    ratios: List[float] = field(default_factory=list)  # nearby baseline time / this run's time
+    block_calls: int = 0        # blocks executed in the fidelity run
+    timed_block_calls: int = 0  # blocks executed in each timed run
+    rounds: List[Timed] = field(default_factory=list)   # one timed run per lockstep round
     output: Optional[torch.Tensor] = None
+    copies: List["Config"] = field(default_factory=list)  # baseline: further uncached runs per round
+
+    @property
+    def clean_seconds(self) -> float:
+        return clean_seconds(self.rounds)
+
+    @property
+    def wall_seconds(self) -> float:
+        return statistics.median(r.seconds for r in self.rounds)
+
+    @property
+    def reference_seconds(self) -> tuple:
+        """Baseline: (clean, wall) seconds over this run and its copies; one copy's luck would
+        otherwise move every speedup of the sampler together."""
+        runs = [self] + self.copies
+        return (statistics.mean(c.clean_seconds for c in runs),
+                statistics.median(r.seconds for c in runs for r in c.rounds))
+
+    @property
+    def timing_noise(self) -> float:
+        """Baseline: largest relative gap between one copy's clean time and their mean."""
+        clean = self.reference_seconds[0]
+        return max(abs(c.clean_seconds / clean - 1) for c in [self] + self.copies)
 
     @property
     def label(self) -> str:
@@ -104,10 +128,62 @@ def make_workload(model, contexts, labels, seed: int) -> Workload:
                     [[contexts[ref.NULL_CLASS:ref.NULL_CLASS + 1], {}]])
 
 
-def sample(cfg: Config, noise, latent, positive, negative, sampler: str, seed: int) -> torch.Tensor:
+def sample(cfg: Config, noise, latent, positive, negative, sampler: str, seed: int, callback=None) -> torch.Tensor:
     import comfy.sample
     return comfy.sample.sample(cfg.patched, noise, cfg.steps, 2.0, sampler, "simple", positive, negative, latent,
-                               disable_pbar=True, seed=seed)
+                               disable_pbar=True, seed=seed, callback=callback)
+
+
+def time_in_lockstep(configs: List[Config], sampler: str, timing: Workload, seed: int, rounds: int,
+                     diffusion_model: torch.nn.Module) -> None:
+    """Time every configuration in `rounds` lockstep rounds (fresh random turn order each round)
+    and count the blocks each timed run executed (only the run holding the turn computes, so
+    the blocks run between two turns belong to it). Sampling is deterministic, so each
+    configuration must give the same output and block count in every round; that is checked,
+    and it also shows the interleaving left every run undisturbed."""
+    order = random.Random(seed)
+    counter = BlockCounter(diffusion_model, ["blocks"])
+    tally = {"active": None, "mark": 0, "calls": {}}
+
+    def settle() -> None:
+        total = sum(counter.counts)
+        if tally["active"] is not None:
+            key = id(tally["active"])
+            tally["calls"][key] = tally["calls"].get(key, 0) + total - tally["mark"]
+        tally["mark"] = total
+
+    def runner(cfg: Config) -> Runner:
+        def run(callback):
+            with torch.inference_mode():
+                return sample(cfg, timing.noise, timing.latent, timing.positive, timing.negative, sampler, seed,
+                              callback)
+
+        def on_resume():
+            settle()
+            tally["active"] = cfg
+            # ComfyUI assumes one sampler run at a time: pre_run() points the shared model at
+            # the running patcher and cleanup() clears it. Give each run its own back on its turn.
+            cfg.patched.model.current_patcher = cfg.patched
+
+        return Runner(run, on_resume)
+
+    outputs: Dict[int, torch.Tensor] = {}
+    try:
+        for r in range(rounds):
+            shuffled = order.sample(configs, len(configs))
+            tally.update(active=None, calls={})
+            results = run_lockstep([runner(c) for c in shuffled], torch.get_num_threads())
+            settle()
+            for cfg, timed in zip(shuffled, results):
+                first = outputs.setdefault(id(cfg), timed.output)
+                calls = tally["calls"].get(id(cfg), 0)
+                if not torch.equal(first, timed.output) or (r and calls != cfg.timed_block_calls):
+                    raise RuntimeError(f"{cfg.label} gave a different output or block count in another timing round")
+                timed.output = None
+                cfg.timed_block_calls = calls
+                cfg.rounds.append(timed)
+    finally:
+        counter.close()
 
 
 def run_sampler(configs, base_model, sampler, fidelity: Workload, timing: Workload, seed, repeats):
@@ -128,50 +204,34 @@ def run_sampler(configs, base_model, sampler, fidelity: Workload, timing: Worklo
     base = configs[0]
     wanted = sorted({max(1, round(base.steps * c.block_calls / base.block_calls)) for c in configs[1:]} - {base.steps})
     for steps in wanted:
-        configs.append(Config("fewer_steps", {"steps": steps}, steps, base_model))
+        configs.append(Config("fewer_steps", {"steps": steps}, steps, base_model.clone()))  # own patcher per run
         counted_run(configs[-1])
-    # Timing. Speed on these shared machines drifts by 5-15% between identical runs, so each round
-    # visits the configurations in a fresh random order with the baseline re-timed every few runs,
-    # and each configuration is compared with the baseline runs next to it (no hooks attached).
-    order = random.Random(seed)
-
-    def timed(cfg: Config) -> float:
-        gc.collect()
-        start = time.perf_counter()
-        sample(cfg, timing.noise, timing.latent, timing.positive, timing.negative, sampler, seed)
-        return time.perf_counter() - start
-
-    for _ in range(repeats):
-        shuffled = order.sample(configs[1:], len(configs) - 1)
-        anchors = [timed(base)]
-        for start in range(0, len(shuffled), ANCHOR_EVERY):
-            chunk = [(cfg, timed(cfg)) for cfg in shuffled[start:start + ANCHOR_EVERY]]
-            anchors.append(timed(base))
-            local_base = (anchors[-2] + anchors[-1]) / 2
-            for cfg, t in chunk:
-                cfg.times.append(t)
-                cfg.ratios.append(local_base / t)
-        base.times += anchors
+    base.copies = [Config("baseline", {"copy": i}, base.steps, base_model.clone()) for i in range(1, BASELINE_COPIES)]
+    time_in_lockstep(configs + base.copies, sampler, timing, seed, repeats, dm)
     return configs
 
 
 def evaluate(configs, sampler, labels, classifier, real_features) -> List[dict]:
     base = configs[0]
     base_images = data.from_latent(base.output)
+    base_clean, base_wall = base.reference_seconds
     rows = []
     for cfg in configs:
         images = data.from_latent(cfg.output)
         psnr = psnr_per_image(images, base_images)
-        t = sorted(cfg.times)[len(cfg.times) // 2]
-        ideal = base.block_calls / cfg.block_calls
-        speedup = statistics.median(cfg.ratios) if cfg.ratios else 1.0
+        ideal = base.timed_block_calls / cfg.timed_block_calls  # the work of the runs that were timed
+        clean, wall = cfg.reference_seconds if cfg is base else (cfg.clean_seconds, cfg.wall_seconds)
+        speedup = base_clean / clean
         rows.append({
             "method": cfg.method, "sampler": sampler, "params": cfg.params,
             "speedup": round(speedup, 4), "ideal_speedup": round(ideal, 4), "efficiency": round(speedup / ideal, 4),
             "psnr_mean": float(psnr.mean()), "psnr_min": float(psnr.min()), "ssim": round(ssim(images, base_images), 5),
             **{k: round(v, 4) for k, v in quality(images, labels, classifier, real_features).items()},
-            "seconds": round(t, 4), "label": cfg.label,
+            "speedup_wall": round(base_wall / wall, 4), "seconds": round(clean, 4), "label": cfg.label,
+            # EasyCache / LazyCache decide per batch: the fidelity batch may skip other steps
+            "ideal_speedup_fidelity": round(base.block_calls / cfg.block_calls, 4),
         })
+    rows[0]["timing_noise"] = round(base.timing_noise, 4)
     return rows
 
 
@@ -179,21 +239,22 @@ def non_block_share(configs: List[Config]) -> float:
     """Share of the baseline's time spent outside the block stack (embedders, head, sampler), from a
     least-squares fit time = fixed + per_block * block_calls over every configuration: what keeps
     efficiency below 1 (the end-to-end ceiling is 1 / (o + (1 - o) f), method.md section 6)."""
-    xs = torch.tensor([float(c.block_calls) for c in configs], dtype=torch.float64)
-    ys = torch.tensor([sorted(c.times)[len(c.times) // 2] for c in configs], dtype=torch.float64)
+    xs = torch.tensor([float(c.timed_block_calls) for c in configs], dtype=torch.float64)
+    ys = torch.tensor([configs[0].reference_seconds[0]] + [c.clean_seconds for c in configs[1:]], dtype=torch.float64)
     design = torch.stack([torch.ones_like(xs), xs], dim=1)
     fixed, per_block = torch.linalg.lstsq(design, ys.unsqueeze(1)).solution.flatten().tolist()
     base = configs[0]
-    return fixed / (fixed + per_block * base.block_calls)
+    return fixed / (fixed + per_block * base.timed_block_calls)
 
 
 def print_table(rows: List[dict]) -> None:
-    print(f"{'sampler':<16}{'configuration':<38}{'speedup':>8}{'ideal':>7}{'eff':>6}{'PSNR':>7}{'min':>7}"
+    print(f"{'sampler':<16}{'configuration':<38}{'speedup':>8}{'ideal':>7}{'eff':>6}{'wall':>7}{'PSNR':>7}{'min':>7}"
           f"{'SSIM':>7}{'acc':>6}{'FD':>9}")
     for r in rows:
         fmt = lambda v: "   inf" if math.isinf(v) else f"{v:6.1f}"
         print(f"{r['sampler']:<16}{r['label']:<38}{r['speedup']:7.2f}x{r['ideal_speedup']:6.2f}x{r['efficiency']:6.2f}"
-              f"{fmt(r['psnr_mean']):>7}{fmt(r['psnr_min']):>7}{r['ssim']:7.4f}{r['cls_acc']:6.2f}{r['fd_cls']:9.2f}")
+              f"{r['speedup_wall']:6.2f}x{fmt(r['psnr_mean']):>7}{fmt(r['psnr_min']):>7}{r['ssim']:7.4f}"
+              f"{r['cls_acc']:6.2f}{r['fd_cls']:9.2f}")
 
 
 def main(argv=None) -> int:
@@ -204,7 +265,7 @@ def main(argv=None) -> int:
     parser.add_argument("--grid", default=None, help="sample grid PNG (default: beside the JSON)")
     parser.add_argument("--samples-per-class", type=int, default=None)
     parser.add_argument("--steps", type=int, default=None)
-    parser.add_argument("--repeats", type=int, default=None, help="interleaved timing rounds")
+    parser.add_argument("--repeats", type=int, default=None, help="lockstep timing rounds")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--weights", default=ref.WEIGHTS, help="reference model file (stock Wan 2.1 t2v layout)")
     parser.add_argument("--speed-only", action="store_true",
@@ -217,14 +278,15 @@ def main(argv=None) -> int:
         return speed.main(args)
     per_class = args.samples_per_class or (1 if args.quick else 2)
     steps = args.steps or (16 if args.quick else 30)
-    repeats = args.repeats or (1 if args.quick else 2)
+    repeats = args.repeats or (2 if args.quick else 4)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
 
     started = time.time()
     pack, model, contexts = load_reference(args.weights)
     labels = torch.arange(10).repeat_interleave(per_class)
     fidelity = make_workload(model, contexts, labels, args.seed)
-    timing = make_workload(model, contexts, torch.arange(10), args.seed)  # one digit per class
+    timing_labels = torch.arange(0, 10, 2 if args.quick else 1)  # one digit per class (quick: every other)
+    timing = make_workload(model, contexts, timing_labels, args.seed)
     classifier = digit_classifier.load()
     _, (test_x, _) = data.split(*data.load_mnist())
     with torch.no_grad():
@@ -238,11 +300,13 @@ def main(argv=None) -> int:
         grids[sampler] = configs
         shares[sampler] = non_block_share(configs)
     print(f"reference Wan 2.1 (24 blocks) on MNIST, {steps} steps, cfg 2, {torch.get_num_threads()} thread(s); "
-          f"fidelity and quality on {len(labels)} samples ({per_class}/class); speed: median of {repeats} "
-          f"round(s) over 10 samples, shuffled, baseline re-timed every {ANCHOR_EVERY} runs")
+          f"fidelity and quality on {len(labels)} samples ({per_class}/class); speed over {len(timing_labels)} samples in {repeats} "
+          f"lockstep round(s): speedup from each step's fastest round, wall = ratio of median run times")
     print_table(rows)
     print("time outside the block stack (fit over all configurations): "
           + ", ".join(f"{s} {share:.0%}" for s, share in shares.items()))
+    print(f"timing noise floor: {BASELINE_COPIES} uncached copies per round agree within "
+          + ", ".join(f"{r['sampler']} {r['timing_noise']:.1%}" for r in rows if "timing_noise" in r))
     out_dir = os.path.dirname(os.path.abspath(args.json))
     os.makedirs(out_dir, exist_ok=True)
     with open(args.json, "w") as f:

@@ -1,20 +1,22 @@
 """Speed only: random-weight models with each family's real block count, at widths a CPU can run.
 
-`python -m benchmarks.run --speed-only` times, in one process and interleaved rounds, the
-uncached model, BlockDance N=1 (the cost of the patch machinery alone) and N=2 / N=3, and
-prints measured speedup, ideal speedup (executed block fraction) and the per-step overhead.
+`python -m benchmarks.run --speed-only` times, in one process and lockstep rounds
+(benchmarks/lockstep.py: runs take turns a sampler step at a time; a run's time is the sum of
+each step's fastest round), the uncached model, BlockDance N=1 (the cost of the patch machinery
+alone) and N=2 / N=3, and prints measured speedup, ideal speedup (executed block fraction) and
+the per-step overhead.
 Pass `--device cuda --full-size` on a GPU machine for a full-width Flux.1 in bf16.
 """
 from __future__ import annotations
 
 import statistics
-import time
 from typing import Dict, List
 
 import torch
 
 from . import tiny_models
 from .comfy_env import load_pack
+from .lockstep import Runner, Timed, clean_seconds, run_lockstep
 
 # family -> (unet_config overrides with the real block count, image side in px)
 CPU_SHAPES: Dict[str, tuple] = {
@@ -28,6 +30,7 @@ CPU_SHAPES: Dict[str, tuple] = {
 FULL_FLUX = ({"depth": 19, "depth_single_blocks": 38, "hidden_size": 3072, "num_heads": 24,
               "axes_dim": [16, 56, 56]}, 1024)
 CONFIGS = (("uncached", None), ("N=1", 1), ("N=2", 2), ("N=3", 3))
+UNCACHED_COPIES = 3  # the uncached time is the mean over these runs of each round
 
 
 def _to_device(tm, device: str, dtype: torch.dtype):
@@ -45,27 +48,36 @@ def measure_family(pack, family: str, overrides: dict, side: int, steps: int, re
     node = pack.NODE_CLASS_MAPPINGS["BlockDancePatch"]()
     models = {name: tm.patcher if n is None else node.patch(tm.patcher, "blockdance", 0.75, n, 0.4, 0.95)[0]
               for name, n in CONFIGS}
+    copies = [f"uncached copy {i}" for i in range(1, UNCACHED_COPIES)]
+    models.update({name: tm.patcher.clone() for name in copies})
     image = comfy.sample.fix_empty_latent_channels(tm.patcher, tm.latent["samples"])
     noise = comfy.sample.prepare_noise(image, 1)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
 
-    def run(model):
-        comfy.sample.sample(model, noise, steps, 1.0, "euler", "simple", tm.positive, tm.negative, image,
-                            disable_pbar=True, seed=1)
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
+    def runner(name: str, model) -> Runner:
+        def run(callback):
+            def timed_callback(*args):
+                sync()  # a step's GPU work belongs to that step
+                callback(*args)
+            with torch.inference_mode():
+                out = comfy.sample.sample(model, noise, steps, 1.0, "euler", "simple", tm.positive, tm.negative,
+                                          image, disable_pbar=True, seed=1, callback=timed_callback)
+            sync()
+            return out
+        return Runner(run, on_resume=lambda: setattr(model.model, "current_patcher", model))
 
-    for model in models.values():  # warm-up (first-call allocation, kernel selection)
-        run(model)
-    times = {name: [] for name in models}
+    cpus = torch.get_num_threads()
+    run_lockstep([runner(n, m) for n, m in models.items()], cpus)  # warm-up: first-call allocation, kernels
+    rounds: Dict[str, List[Timed]] = {name: [] for name in models}
     for _ in range(repeats):
-        for name, model in models.items():
-            start = time.perf_counter()
-            run(model)
-            times[name].append(time.perf_counter() - start)
-    base = statistics.median(times["uncached"])
+        for name, timed in zip(models, run_lockstep([runner(n, m) for n, m in models.items()], cpus)):
+            rounds[name].append(timed)
+    base = statistics.mean(clean_seconds(rounds[name]) for name in ["uncached"] + copies)
     rows = []
     for name, model in models.items():
-        t = statistics.median(times[name])
+        if name in copies:
+            continue
+        t = clean_seconds(rounds[name])
         holder = model.model_options.get("transformer_options", {}).get("blockdance")
         ideal = holder.last_stats.ideal_speedup if holder is not None else 1.0
         rows.append({"family": family, "config": name, "blocks": tm.num_blocks, "seconds": t,
@@ -82,7 +94,7 @@ def main(args) -> int:
     steps, repeats = args.steps or 20, args.repeats or 3
     device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU"
     print(f"speed only: {device_name}, {steps} euler steps, cfg 1, depth 0.75, window 0.40-0.95, "
-          f"median of {repeats} interleaved rounds, {torch.get_num_threads()} thread(s)")
+          f"{repeats} lockstep rounds (each step's fastest), {torch.get_num_threads()} thread(s)")
     print(f"{'family':<15}{'blocks':>7}{'config':>10}{'seconds':>10}{'speedup':>9}{'ideal':>8}{'eff':>6}{'overhead/step':>15}")
     for family, (overrides, side) in shapes.items():
         for r in measure_family(pack, family, overrides, side, steps, repeats, args.device, dtype):
