@@ -260,7 +260,8 @@ def print_table(rows: List[dict]) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer configurations, samples and steps (< 2 min)")
-    parser.add_argument("--json", default="out/benchmark/results.json", help="where the per-configuration JSON goes")
+    parser.add_argument("--json", default=None, help="where the per-configuration JSON goes "
+                        "(default out/benchmark/results.json; --speed-only: out/benchmark/speed.json)")
     parser.add_argument("--plot", default=None, help="Pareto plot PNG (default: beside the JSON)")
     parser.add_argument("--grid", default=None, help="sample grid PNG (default: beside the JSON)")
     parser.add_argument("--samples-per-class", type=int, default=None)
@@ -273,6 +274,7 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="cpu", help="speed-only: cpu or cuda")
     parser.add_argument("--full-size", action="store_true", help="speed-only: full-width Flux.1 (needs a GPU)")
     args = parser.parse_args(argv)
+    args.json = args.json or os.path.join("out", "benchmark", "speed.json" if args.speed_only else "results.json")
     if args.speed_only:
         from . import speed
         return speed.main(args)

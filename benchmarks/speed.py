@@ -9,6 +9,8 @@ Pass `--device cuda --full-size` on a GPU machine for a full-width Flux.1 in bf1
 """
 from __future__ import annotations
 
+import json
+import os
 import statistics
 from typing import Dict, List
 
@@ -72,17 +74,19 @@ def measure_family(pack, family: str, overrides: dict, side: int, steps: int, re
     for _ in range(repeats):
         for name, timed in zip(models, run_lockstep([runner(n, m) for n, m in models.items()], cpus)):
             rounds[name].append(timed)
-    base = statistics.mean(clean_seconds(rounds[name]) for name in ["uncached"] + copies)
+    uncached = [clean_seconds(rounds[name]) for name in ["uncached"] + copies]
+    base = statistics.mean(uncached)
     rows = []
     for name, model in models.items():
         if name in copies:
             continue
-        t = clean_seconds(rounds[name])
+        t = base if name == "uncached" else clean_seconds(rounds[name])
         holder = model.model_options.get("transformer_options", {}).get("blockdance")
         ideal = holder.last_stats.ideal_speedup if holder is not None else 1.0
         rows.append({"family": family, "config": name, "blocks": tm.num_blocks, "seconds": t,
                      "speedup": base / t, "ideal_speedup": ideal, "efficiency": base / t / ideal,
-                     "overhead_ms_per_step": (t - base) / steps * 1000 if name == "N=1" else None})
+                     "overhead_ms_per_step": (t - base) / steps * 1000 if name == "N=1" else None,
+                     "timing_noise": max(abs(u / base - 1) for u in uncached) if name == "uncached" else None})
     return rows
 
 
@@ -96,9 +100,16 @@ def main(args) -> int:
     print(f"speed only: {device_name}, {steps} euler steps, cfg 1, depth 0.75, window 0.40-0.95, "
           f"{repeats} lockstep rounds (each step's fastest), {torch.get_num_threads()} thread(s)")
     print(f"{'family':<15}{'blocks':>7}{'config':>10}{'seconds':>10}{'speedup':>9}{'ideal':>8}{'eff':>6}{'overhead/step':>15}")
+    rows = []
     for family, (overrides, side) in shapes.items():
         for r in measure_family(pack, family, overrides, side, steps, repeats, args.device, dtype):
             overhead = "" if r["overhead_ms_per_step"] is None else f"{r['overhead_ms_per_step']:+.2f} ms"
             print(f"{family:<15}{r['blocks']:>7}{r['config']:>10}{r['seconds']:>10.3f}{r['speedup']:>8.2f}x"
-                  f"{r['ideal_speedup']:>7.2f}x{r['efficiency']:>6.2f}{overhead:>15}")
+                  f"{r['ideal_speedup']:>7.2f}x{r['efficiency']:>6.2f}{overhead:>15}", flush=True)
+            rows.append({**r, "device": device_name, "threads": torch.get_num_threads(), "steps": steps,
+                         "side_px": side, "dtype": str(dtype).replace("torch.", "")})
+    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+    with open(args.json, "w") as f:
+        json.dump(rows, f, indent=1)
+    print(f"wrote {args.json}")
     return 0

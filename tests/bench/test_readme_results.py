@@ -33,3 +33,17 @@ def test_section_lists_rows_winners_verdict_and_noise():
     assert "| euler | fewer_steps steps=24 (1.22x, 36.0 dB) | fewer_steps steps=20 (1.45x, 30.0 dB) | " \
            "lazycache reuse_threshold=0.1 (1.90x, 20.0 dB) |" in text
     assert "Under euler the most faithful choice is fewer_steps at 1.2x, 1.4x; lazycache at 1.6x." in text
+
+
+def test_speed_section_and_markers():
+    from benchmarks.readme_results import replace_between, speed_section
+    import pytest
+    rows = [{"family": "wan21", "config": c, "blocks": 30, "seconds": s, "speedup": 1.9 / s, "ideal_speedup": i,
+             "efficiency": 1.9 / s / i, "overhead_ms_per_step": o, "device": "CPU", "threads": 1, "steps": 20,
+             "side_px": 128, "dtype": "float32"} for c, s, i, o in (("uncached", 1.9, 1.0, None), ("N=1", 1.91, 1.0, 0.5))]
+    text = speed_section(rows)
+    assert "(CPU, float32, 1 thread(s), 20 euler steps" in text and "| wan21 | 30 | 128 px | N=1 | 1.910 |" in text
+    assert "+0.50 ms |" in text
+    assert replace_between("a <!--s--> old <!--e--> b", "<!--s-->", "<!--e-->", "new", "R") == "a <!--s-->\nnew\n<!--e--> b"
+    with pytest.raises(SystemExit, match="no <!--s-->"):
+        replace_between("no markers", "<!--s-->", "<!--e-->", "new", "R")
