@@ -147,9 +147,9 @@ class BlockDanceEngine:
         to_stage: delta mode, two-stage models: turns a block-0 input into the layout of this
                   block's stage (e.g. Flux single blocks see cat(txt, img))
         """
-        call = self.call
-        if call is None or index > self.cache_index:
+        if self.runs_plainly(index):
             return compute(state)
+        call = self.call
         if index == 0:
             self._resolve(call, state)
         if call.action is StepAction.REUSE:
@@ -174,7 +174,7 @@ class BlockDanceEngine:
         return [state]
 
     def _resolve(self, call: _Call, block0_input: Any) -> None:
-        """At block 0 the call sees its real input: confirm a planned reuse or fall back."""
+        """At block 0 a cache or reuse call sees its real input: confirm a planned reuse or fall back."""
         call.started = True
         chunks = self._chunks(block0_input, call.keys)
         if len(chunks) != len(call.keys):  # rows do not split evenly: cache the call as a whole
