@@ -9,33 +9,28 @@ from __future__ import annotations
 import sys
 
 from .comfy_env import PACK_MODULE, load_pack
-from .measure import BlockCounter
+from .measure import BlockCounter, holder_of, patch, sample_tiny
 
 
 def main() -> int:
     pack = load_pack()
     from . import tiny_models
-    import comfy.sample
 
     families = sys.modules[f"{PACK_MODULE}.nodes.families"]
-    node = pack.NODE_CLASS_MAPPINGS["BlockDancePatch"]()
     print(f"{'family':<16}{'class':<32}{'hook':<7}{'blocks':>7}  executions per block (10 steps)")
     for name in tiny_models.FAMILIES:
         side = tiny_models.MIN_SIZE.get(name, 64)
         tm = tiny_models.build(name, seed=0, width=side, height=side)
         family = families.detect(tm.patcher.get_model_object("diffusion_model"))
-        patched = node.patch(tm.patcher, "blockdance", 0.5, 2, 0.4, 0.95)[0]
+        patched = patch(pack, tm.patcher, depth=0.5, N=2)
         counter = BlockCounter(patched.get_model_object("diffusion_model"), [s.container for s in family.stages])
-        image = comfy.sample.fix_empty_latent_channels(patched, tm.latent["samples"])
-        noise = comfy.sample.prepare_noise(image, 1)
         try:
-            comfy.sample.sample(patched, noise, 10, 2.0, "euler", "simple", tm.positive, tm.negative, image,
-                                disable_pbar=True, seed=1)
+            sample_tiny(patched, tm)  # 10 euler steps, cfg 2
         finally:
             counter.close()
         hook = "swap" if family.uses_swap else "dit"
         print(f"{name:<16}{tm.diffusion_model_class:<32}{hook:<7}{tm.num_blocks:>7}  {counter.counts}")
-        holder = patched.model_options["transformer_options"]["blockdance"]
+        holder = holder_of(patched)
         print(f"{'':<16}{holder.log_line(holder.last_stats)}")
     return 0
 

@@ -18,7 +18,7 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, List, Optional, Sequence
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 
 @dataclass
@@ -35,6 +35,24 @@ class Timed:
     @property
     def seconds(self) -> float:
         return sum(self.segments)
+
+
+def sampler_runner(patcher, sample, on_resume: Optional[Callable[[], None]] = None) -> Runner:
+    """A runner for one ComfyUI sampler run: `sample(callback)` under inference mode. ComfyUI assumes
+    one sampler run at a time (pre_run() points the shared model at the running patcher, cleanup()
+    clears it), so each turn points it back at this run's patcher, after `on_resume`."""
+    import torch
+
+    def run(callback):
+        with torch.inference_mode():
+            return sample(callback)
+
+    def resume():
+        if on_resume is not None:
+            on_resume()
+        patcher.model.current_patcher = patcher
+
+    return Runner(run, resume)
 
 
 class LockstepAborted(RuntimeError):
@@ -138,3 +156,11 @@ def clean_seconds(rounds: Sequence[Timed]) -> float:
     if len(lengths) != 1:
         raise ValueError(f"rounds took different numbers of steps: {sorted(lengths)}")
     return sum(min(seg) for seg in zip(*(r.segments for r in rounds)))
+
+
+def reference_time(uncached_runs: Sequence[Sequence[Timed]]) -> Tuple[float, float]:
+    """Mean clean time of several uncached copies timed in the same rounds, and their largest
+    relative gap from it (the noise floor). One copy's luck would otherwise move every speedup."""
+    times = [clean_seconds(rounds) for rounds in uncached_runs]
+    mean = sum(times) / len(times)
+    return mean, max(abs(t / mean - 1) for t in times)

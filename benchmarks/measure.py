@@ -1,4 +1,4 @@
-"""Counting what really executes, shared by the benchmarks and the tests."""
+"""Counting what really executes, and sampling a tiny model, shared by the benchmarks and the tests."""
 from __future__ import annotations
 
 from typing import List
@@ -28,3 +28,25 @@ def _get_path(obj, path: str):
     for part in path.split("."):
         obj = getattr(obj, part)
     return obj
+
+
+def sample_tiny(model, tm, steps=10, cfg=2.0, sampler="euler", scheduler="simple", seed=1, latent=None,
+                callback=None):
+    """Sample `model` (a ModelPatcher) with a tiny model's conditioning and empty latent."""
+    import comfy.sample
+    latent = tm.latent if latent is None else latent
+    image = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
+    noise = comfy.sample.prepare_noise(image, seed)
+    return comfy.sample.sample(model, noise, steps, cfg, sampler, scheduler, tm.positive, tm.negative, image,
+                               callback=callback, disable_pbar=True, seed=seed)
+
+
+def patch(pack, model, mode="blockdance", depth=0.75, N=2, start_percent=0.4, end_percent=0.95, unique_id=None):
+    """`model` through the pack's BlockDance Patch node."""
+    node = pack.NODE_CLASS_MAPPINGS["BlockDancePatch"]()
+    return node.patch(model, mode, depth, N, start_percent, end_percent, unique_id=unique_id)[0]
+
+
+def holder_of(model):
+    """The BlockDance holder a patched model carries (None when unpatched)."""
+    return model.model_options.get("transformer_options", {}).get("blockdance")

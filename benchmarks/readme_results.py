@@ -20,11 +20,6 @@ SPEED_START, SPEED_END = "<!-- speed:start -->", "<!-- speed:end -->"
 TARGETS = (1.2, 1.4, 1.6)
 
 
-def label(row: dict) -> str:
-    params = {k: v for k, v in row["params"].items() if k not in ("start_percent", "end_percent")}
-    return row["method"] + "".join(f" {k}={v}" for k, v in params.items())
-
-
 def winner(rows: List[dict], target: float) -> Optional[dict]:
     """The most faithful configuration (PSNR mean) among those measured at least `target` fast."""
     fast = [r for r in rows if r["speedup"] >= target]
@@ -46,9 +41,8 @@ def section(rows: List[dict], header: str) -> str:
                 "| configuration | speedup | ideal | efficiency | wall | PSNR mean | PSNR min | SSIM | class acc | FD-cls |",
                 "|---|---|---|---|---|---|---|---|---|---|"]
         for r in srows:
-            wall = f"{r['speedup_wall']:.2f}x" if "speedup_wall" in r else "-"
-            out.append(f"| {label(r)} | {r['speedup']:.2f}x | {r['ideal_speedup']:.2f}x | {r['efficiency']:.2f} | "
-                       f"{wall} | {fmt(r['psnr_mean'])} | {fmt(r['psnr_min'])} | {r['ssim']:.4f} | {r['cls_acc']:.2f} | "
+            out.append(f"| {r['label']} | {r['speedup']:.2f}x | {r['ideal_speedup']:.2f}x | {r['efficiency']:.2f} | "
+                       f"{r['speedup_wall']:.2f}x | {fmt(r['psnr_mean'])} | {fmt(r['psnr_min'])} | {r['ssim']:.4f} | {r['cls_acc']:.2f} | "
                        f"{r['fd_cls']:.1f} |")
         noise = [r["timing_noise"] for r in srows if "timing_noise" in r]
         if noise:
@@ -57,7 +51,7 @@ def section(rows: List[dict], header: str) -> str:
     out += ["Most faithful configuration (highest PSNR mean) among those measured at least this fast:", "",
             "| sampler | " + " | ".join(f">= {t}x" for t in TARGETS) + " |", "|---|" + "---|" * len(TARGETS)]
     for sampler, wins in summary.items():
-        cells = [f"{label(w)} ({w['speedup']:.2f}x, {fmt(w['psnr_mean'])} dB)" if w else "none this fast"
+        cells = [f"{w['label']} ({w['speedup']:.2f}x, {fmt(w['psnr_mean'])} dB)" if w else "none this fast"
                  for w in wins.values()]
         out.append(f"| {sampler} | " + " | ".join(cells) + " |")
     out += ["", verdict(summary), "", "![Pareto plot](docs/pareto.png)", "", "![Samples](docs/samples.png)"]

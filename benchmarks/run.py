@@ -25,12 +25,13 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
 from .comfy_env import load_pack
-from .lockstep import Runner, Timed, clean_seconds, run_lockstep
+from .tiny_models import load_via_unet_loader
+from .lockstep import Runner, Timed, clean_seconds, reference_time, run_lockstep, sampler_runner
 from .measure import BlockCounter
 from .metrics import psnr_per_image, quality, ssim
 from .reference import classifier as digit_classifier
@@ -60,19 +61,12 @@ class Config:
     def wall_seconds(self) -> float:
         return statistics.median(r.seconds for r in self.rounds)
 
-    @property
-    def reference_seconds(self) -> tuple:
-        """Baseline: (clean, wall) seconds over this run and its copies; one copy's luck would
-        otherwise move every speedup of the sampler together."""
+    def reference_seconds(self) -> Tuple[float, float, float]:
+        """Baseline: clean seconds (mean over this run and its copies), wall seconds (median over
+        all their rounds) and the noise floor (largest gap of one copy's clean time from the mean)."""
         runs = [self] + self.copies
-        return (statistics.mean(c.clean_seconds for c in runs),
-                statistics.median(r.seconds for c in runs for r in c.rounds))
-
-    @property
-    def timing_noise(self) -> float:
-        """Baseline: largest relative gap between one copy's clean time and their mean."""
-        clean = self.reference_seconds[0]
-        return max(abs(c.clean_seconds / clean - 1) for c in [self] + self.copies)
+        clean, noise = reference_time([c.rounds for c in runs])
+        return clean, statistics.median(r.seconds for c in runs for r in c.rounds), noise
 
     @property
     def label(self) -> str:
@@ -82,15 +76,9 @@ class Config:
 def load_reference(weights: str = ref.WEIGHTS):
     """The reference model through stock UNETLoader, plus its class contexts."""
     pack = load_pack()
-    import folder_paths
-    import nodes
     if not os.path.isfile(weights):
         raise SystemExit(f"{weights} is missing: train it with python -m benchmarks.reference.train")
-    folder = os.path.dirname(os.path.abspath(weights))
-    if folder not in folder_paths.get_folder_paths("diffusion_models"):
-        folder_paths.add_model_folder_path("diffusion_models", folder)
-    model = nodes.UNETLoader().load_unet(os.path.basename(weights), "default")[0]
-    return pack, model, ref.load_class_contexts()
+    return pack, load_via_unet_loader(weights), ref.load_class_contexts()
 
 
 def build_configs(pack, model, steps: int, quick: bool) -> List[Config]:
@@ -128,10 +116,10 @@ def make_workload(model, contexts, labels, seed: int) -> Workload:
                     [[contexts[ref.NULL_CLASS:ref.NULL_CLASS + 1], {}]])
 
 
-def sample(cfg: Config, noise, latent, positive, negative, sampler: str, seed: int, callback=None) -> torch.Tensor:
+def sample(cfg: Config, work: Workload, sampler: str, seed: int, callback=None) -> torch.Tensor:
     import comfy.sample
-    return comfy.sample.sample(cfg.patched, noise, cfg.steps, 2.0, sampler, "simple", positive, negative, latent,
-                               disable_pbar=True, seed=seed, callback=callback)
+    return comfy.sample.sample(cfg.patched, work.noise, cfg.steps, 2.0, sampler, "simple", work.positive,
+                               work.negative, work.latent, disable_pbar=True, seed=seed, callback=callback)
 
 
 def time_in_lockstep(configs: List[Config], sampler: str, timing: Workload, seed: int, rounds: int,
@@ -153,19 +141,11 @@ def time_in_lockstep(configs: List[Config], sampler: str, timing: Workload, seed
         tally["mark"] = total
 
     def runner(cfg: Config) -> Runner:
-        def run(callback):
-            with torch.inference_mode():
-                return sample(cfg, timing.noise, timing.latent, timing.positive, timing.negative, sampler, seed,
-                              callback)
-
         def on_resume():
             settle()
             tally["active"] = cfg
-            # ComfyUI assumes one sampler run at a time: pre_run() points the shared model at
-            # the running patcher and cleanup() clears it. Give each run its own back on its turn.
-            cfg.patched.model.current_patcher = cfg.patched
 
-        return Runner(run, on_resume)
+        return sampler_runner(cfg.patched, lambda callback: sample(cfg, timing, sampler, seed, callback), on_resume)
 
     outputs: Dict[int, torch.Tensor] = {}
     try:
@@ -193,7 +173,7 @@ def run_sampler(configs, base_model, sampler, fidelity: Workload, timing: Worklo
         """Sample once with forward hooks on the real blocks: the output and the executed blocks."""
         counter = BlockCounter(dm, ["blocks"])
         try:
-            cfg.output = sample(cfg, fidelity.noise, fidelity.latent, fidelity.positive, fidelity.negative, sampler, seed)
+            cfg.output = sample(cfg, fidelity, sampler, seed)
         finally:
             counter.close()
         cfg.block_calls = sum(counter.counts)
@@ -214,13 +194,13 @@ def run_sampler(configs, base_model, sampler, fidelity: Workload, timing: Worklo
 def evaluate(configs, sampler, labels, classifier, real_features) -> List[dict]:
     base = configs[0]
     base_images = data.from_latent(base.output)
-    base_clean, base_wall = base.reference_seconds
+    base_clean, base_wall, noise = base.reference_seconds()
     rows = []
     for cfg in configs:
         images = data.from_latent(cfg.output)
         psnr = psnr_per_image(images, base_images)
         ideal = base.timed_block_calls / cfg.timed_block_calls  # the work of the runs that were timed
-        clean, wall = cfg.reference_seconds if cfg is base else (cfg.clean_seconds, cfg.wall_seconds)
+        clean, wall = (base_clean, base_wall) if cfg is base else (cfg.clean_seconds, cfg.wall_seconds)
         speedup = base_clean / clean
         rows.append({
             "method": cfg.method, "sampler": sampler, "params": cfg.params,
@@ -231,20 +211,22 @@ def evaluate(configs, sampler, labels, classifier, real_features) -> List[dict]:
             # EasyCache / LazyCache decide per batch: the fidelity batch may skip other steps
             "ideal_speedup_fidelity": round(base.block_calls / cfg.block_calls, 4),
         })
-    rows[0]["timing_noise"] = round(base.timing_noise, 4)
+    rows[0]["timing_noise"] = round(noise, 4)
     return rows
 
 
-def non_block_share(configs: List[Config]) -> float:
+def non_block_share(rows: List[dict]) -> float:
     """Share of the baseline's time spent outside the block stack (embedders, head, sampler), from a
-    least-squares fit time = fixed + per_block * block_calls over every configuration: what keeps
-    efficiency below 1 (the end-to-end ceiling is 1 / (o + (1 - o) f), method.md section 6)."""
-    xs = torch.tensor([float(c.timed_block_calls) for c in configs], dtype=torch.float64)
-    ys = torch.tensor([configs[0].reference_seconds[0]] + [c.clean_seconds for c in configs[1:]], dtype=torch.float64)
+    least-squares fit seconds = fixed + per_block * blocks over the rows that run the baseline's
+    full schedule (fewer_steps rows also cut the per-step cost outside the blocks): what keeps
+    efficiency below 1 (the end-to-end ceiling is 1 / (o + (1 - o) f), method.md section 6).
+    Reads only the JSON rows, so it can be recomputed from a saved results file."""
+    full = [r for r in rows if r["method"] != "fewer_steps"]
+    xs = torch.tensor([1.0 / r["ideal_speedup"] for r in full], dtype=torch.float64)  # blocks, baseline = 1
+    ys = torch.tensor([r["seconds"] for r in full], dtype=torch.float64)
     design = torch.stack([torch.ones_like(xs), xs], dim=1)
     fixed, per_block = torch.linalg.lstsq(design, ys.unsqueeze(1)).solution.flatten().tolist()
-    base = configs[0]
-    return fixed / (fixed + per_block * base.timed_block_calls)
+    return fixed / (fixed + per_block)
 
 
 def print_table(rows: List[dict]) -> None:
@@ -275,13 +257,13 @@ def main(argv=None) -> int:
     parser.add_argument("--full-size", action="store_true", help="speed-only: full-width Flux.1 (needs a GPU)")
     args = parser.parse_args(argv)
     args.json = args.json or os.path.join("out", "benchmark", "speed.json" if args.speed_only else "results.json")
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     if args.speed_only:
         from . import speed
         return speed.main(args)
     per_class = args.samples_per_class or (1 if args.quick else 2)
     steps = args.steps or (16 if args.quick else 30)
     repeats = args.repeats or (2 if args.quick else 4)
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
 
     started = time.time()
     pack, model, contexts = load_reference(args.weights)
@@ -298,9 +280,10 @@ def main(argv=None) -> int:
     for sampler in SAMPLERS:
         configs = run_sampler(build_configs(pack, model, steps, args.quick), model, sampler, fidelity, timing,
                               args.seed, repeats)
-        rows += evaluate(configs, sampler, labels, classifier, real_features)
+        sampler_rows = evaluate(configs, sampler, labels, classifier, real_features)
+        rows += sampler_rows
         grids[sampler] = configs
-        shares[sampler] = non_block_share(configs)
+        shares[sampler] = non_block_share(sampler_rows)
     print(f"reference Wan 2.1 (24 blocks) on MNIST, {steps} steps, cfg 2, {torch.get_num_threads()} thread(s); "
           f"fidelity and quality on {len(labels)} samples ({per_class}/class); speed over {len(timing_labels)} samples in {repeats} "
           f"lockstep round(s): speedup from each step's fastest round, wall = ratio of median run times")

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 from typing import Dict, List
 
 import torch
 
 from . import tiny_models
 from .comfy_env import load_pack
-from .lockstep import Runner, Timed, clean_seconds, run_lockstep
+from .lockstep import Runner, Timed, clean_seconds, reference_time, run_lockstep, sampler_runner
+from .measure import holder_of, patch, sample_tiny
 
 # family -> (unet_config overrides with the real block count, image side in px)
 CPU_SHAPES: Dict[str, tuple] = {
@@ -44,16 +44,11 @@ def _to_device(tm, device: str, dtype: torch.dtype):
 
 def measure_family(pack, family: str, overrides: dict, side: int, steps: int, repeats: int,
                    device: str = "cpu", dtype: torch.dtype = torch.float32) -> List[dict]:
-    import comfy.sample
     tm = _to_device(tiny_models.build(family, seed=0, width=side, height=side, config_overrides=overrides),
                     device, dtype)
-    node = pack.NODE_CLASS_MAPPINGS["BlockDancePatch"]()
-    models = {name: tm.patcher if n is None else node.patch(tm.patcher, "blockdance", 0.75, n, 0.4, 0.95)[0]
-              for name, n in CONFIGS}
+    models = {name: tm.patcher if n is None else patch(pack, tm.patcher, depth=0.75, N=n) for name, n in CONFIGS}
     copies = [f"uncached copy {i}" for i in range(1, UNCACHED_COPIES)]
     models.update({name: tm.patcher.clone() for name in copies})
-    image = comfy.sample.fix_empty_latent_channels(tm.patcher, tm.latent["samples"])
-    noise = comfy.sample.prepare_noise(image, 1)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
 
     def runner(name: str, model) -> Runner:
@@ -61,12 +56,10 @@ def measure_family(pack, family: str, overrides: dict, side: int, steps: int, re
             def timed_callback(*args):
                 sync()  # a step's GPU work belongs to that step
                 callback(*args)
-            with torch.inference_mode():
-                out = comfy.sample.sample(model, noise, steps, 1.0, "euler", "simple", tm.positive, tm.negative,
-                                          image, disable_pbar=True, seed=1, callback=timed_callback)
+            out = sample_tiny(model, tm, steps=steps, cfg=1.0, callback=timed_callback)
             sync()
             return out
-        return Runner(run, on_resume=lambda: setattr(model.model, "current_patcher", model))
+        return sampler_runner(model, run)
 
     cpus = torch.get_num_threads()
     run_lockstep([runner(n, m) for n, m in models.items()], cpus)  # warm-up: first-call allocation, kernels
@@ -74,25 +67,23 @@ def measure_family(pack, family: str, overrides: dict, side: int, steps: int, re
     for _ in range(repeats):
         for name, timed in zip(models, run_lockstep([runner(n, m) for n, m in models.items()], cpus)):
             rounds[name].append(timed)
-    uncached = [clean_seconds(rounds[name]) for name in ["uncached"] + copies]
-    base = statistics.mean(uncached)
+    base, noise = reference_time([rounds[name] for name in ["uncached"] + copies])
     rows = []
     for name, model in models.items():
         if name in copies:
             continue
         t = base if name == "uncached" else clean_seconds(rounds[name])
-        holder = model.model_options.get("transformer_options", {}).get("blockdance")
+        holder = holder_of(model)
         ideal = holder.last_stats.ideal_speedup if holder is not None else 1.0
         rows.append({"family": family, "config": name, "blocks": tm.num_blocks, "seconds": t,
                      "speedup": base / t, "ideal_speedup": ideal, "efficiency": base / t / ideal,
                      "overhead_ms_per_step": (t - base) / steps * 1000 if name == "N=1" else None,
-                     "timing_noise": max(abs(u / base - 1) for u in uncached) if name == "uncached" else None})
+                     "timing_noise": noise if name == "uncached" else None})
     return rows
 
 
 def main(args) -> int:
     pack = load_pack()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     shapes = {"flux": FULL_FLUX} if args.full_size else CPU_SHAPES
     dtype = torch.bfloat16 if args.device != "cpu" else torch.float32
     steps, repeats = args.steps or 20, args.repeats or 3

@@ -31,7 +31,6 @@ from .comfy_env import load_comfy
 CPU = torch.device("cpu")
 TOKENS = 16
 """Text tokens per conditioning entry."""
-"""Block kinds that ComfyUI's ``patches_replace["dit"]`` uses; other layout keys name a block container."""
 INIT_STD = 0.02
 
 
@@ -45,7 +44,6 @@ class TinyModel:
     negative: list
     latent: dict  # {"samples": tensor}
     num_blocks: int
-    block_layout: list[tuple[str, int]]  # execution order; ("double_block", i) style keys where hooked
     diffusion_model_class: str
     unet_config: dict = field(default_factory=dict)  # exactly what was passed to the supported_models config
 
@@ -362,10 +360,6 @@ def _empty_latent(latent_format, width: int, height: int, batch_size: int, downs
     return {"samples": torch.zeros(shape)}
 
 
-def _block_layout(diffusion_model: torch.nn.Module, blocks: tuple[tuple[str, str], ...]) -> list[tuple[str, int]]:
-    return [(key, i) for key, attr in blocks for i in range(len(getattr(diffusion_model, attr)))]
-
-
 def _recipe(family: str) -> _Recipe:
     if family not in _RECIPES:
         raise ValueError(f"Unknown family {family!r}; supported: {', '.join(FAMILIES)}")
@@ -394,15 +388,13 @@ def build(family: str, seed: int = 0, width: int = 64, height: int = 64, batch_s
     positive = _conditioning(recipe, cond_gen)
     negative = _conditioning(recipe, cond_gen)
     diffusion_model = patcher.model.diffusion_model
-    layout = _block_layout(diffusion_model, recipe.blocks)
     return TinyModel(
         family=family,
         patcher=patcher,
         positive=positive,
         negative=negative,
         latent=_empty_latent(patcher.model.latent_format, width, height, batch_size, recipe.downscale),
-        num_blocks=len(layout),
-        block_layout=layout,
+        num_blocks=sum(len(getattr(diffusion_model, attr)) for _, attr in recipe.blocks),
         diffusion_model_class=type(diffusion_model).__name__,
         unet_config=recipe.unet_config,
     )

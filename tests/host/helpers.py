@@ -6,26 +6,7 @@ import torch
 from blockdance_core import parse_log_line
 
 from benchmarks.comfy_env import PACK_MODULE  # re-exported for the tests
-from benchmarks.measure import BlockCounter  # re-exported for the tests
-
-
-def sample(model, tm, steps=10, cfg=2.0, sampler="euler", scheduler="simple", seed=1, latent=None,
-           callback=None):
-    import comfy.sample
-    latent = tm.latent if latent is None else latent
-    image = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
-    noise = comfy.sample.prepare_noise(image, seed)
-    return comfy.sample.sample(model, noise, steps, cfg, sampler, scheduler, tm.positive, tm.negative, image,
-                               callback=callback, disable_pbar=True, seed=seed)
-
-
-def patch(pack, model, mode="blockdance", depth=0.75, N=2, start_percent=0.4, end_percent=0.95, unique_id=None):
-    node = pack.NODE_CLASS_MAPPINGS["BlockDancePatch"]()
-    return node.patch(model, mode, depth, N, start_percent, end_percent, unique_id=unique_id)[0]
-
-
-def holder_of(model):
-    return model.model_options["transformer_options"]["blockdance"]
+from benchmarks.measure import BlockCounter, holder_of, patch, sample_tiny as sample  # re-exported for the tests
 
 
 class LogCapture(logging.Handler):
