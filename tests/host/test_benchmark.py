@@ -34,7 +34,7 @@ def test_no_reuse_rows_are_bit_identical(quick_results):
     rows, _ = quick_results
     controls = [r for r in rows if r["method"] in ("blockdance", "delta") and r["params"]["N"] == 1]
     assert len(controls) == 4
-    for r in controls + [r for r in rows if r["method"] == "baseline"]:
+    for r in controls:
         assert math.isinf(r["psnr_mean"]) and r["ideal_speedup"] == 1.0 and r["ssim"] == pytest.approx(1.0)
     for r in controls:  # the patch machinery alone: a gross overhead (or a broken timer) shows here
         assert abs(r["efficiency"] - 1) < 0.1, r
@@ -43,7 +43,7 @@ def test_no_reuse_rows_are_bit_identical(quick_results):
 def test_timing_reports_its_noise_floor(quick_results):
     rows, _ = quick_results
     baselines = [r for r in rows if r["method"] == "baseline"]
-    assert len(baselines) == 2 and all(0 <= r["timing_noise"] < 0.1 for r in baselines)
+    assert len(baselines) == 2 and all(r["timing_noise"] < 0.1 for r in baselines)
     assert all(r["speedup_wall"] > 0 and r["seconds"] > 0 for r in rows)
 
 
@@ -54,8 +54,10 @@ def test_reuse_rows_skip_work_and_stay_close(quick_results):
             assert r["ideal_speedup"] > 1.1 and r["psnr_mean"] < math.inf
             if r["sampler"] == "euler" and r["params"]["N"] == 2:
                 assert r["psnr_mean"] > 25, r  # one reuse step per pair stays close to the uncached output
-        if r["method"] == "fewer_steps":
-            assert r["params"]["steps"] < 16
+        if r["method"] == "fewer_steps":  # matched to the cost of a caching configuration of its sampler
+            costs = {round(16 / c["ideal_speedup_fidelity"]) for c in rows
+                     if c["sampler"] == r["sampler"] and c["method"] not in ("baseline", "fewer_steps")}
+            assert r["params"]["steps"] in costs and r["params"]["steps"] < 16, r
 
 
 def test_reference_model_is_a_stock_wan_with_24_blocks(comfy):
