@@ -14,9 +14,10 @@ import uuid
 import pytest
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks.comfy_env import PACK_ROOT
+
 PACK_DIR_NAME = "ComfyUI-BlockDance"
-EXAMPLES = os.path.join(ROOT, "example_workflows")
+EXAMPLES = os.path.join(PACK_ROOT, "example_workflows")
 
 
 def _free_port():
@@ -28,15 +29,17 @@ def _free_port():
 class Server:
     def __init__(self, comfy_root, base, port):
         self.url = f"http://127.0.0.1:{port}"
+        self.output_dir = os.path.join(base, "output")
         self.log_path = os.path.join(base, "server.log")
+        self._log_file = open(self.log_path, "w")
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
             [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
              "--disable-auto-launch", "--disable-api-nodes", "--database-url", "sqlite:///:memory:",
              "--extra-model-paths-config", os.path.join(base, "extra_model_paths.yaml"),
-             "--output-directory", os.path.join(base, "output"),
+             "--output-directory", self.output_dir,
              "--disable-all-custom-nodes", "--whitelist-custom-nodes", PACK_DIR_NAME],
-            cwd=comfy_root, env=env, stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT)
+            cwd=comfy_root, env=env, stdout=self._log_file, stderr=subprocess.STDOUT)
 
     def get(self, path):
         with urllib.request.urlopen(self.url + path, timeout=30) as r:
@@ -82,6 +85,7 @@ class Server:
             self.proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+        self._log_file.close()
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +93,7 @@ def server(comfy, tiny, tmp_path_factory):
     base = str(tmp_path_factory.mktemp("comfy_server"))
     for d in ("custom_nodes", "models", "output/tiny_cond"):
         os.makedirs(os.path.join(base, d), exist_ok=True)
-    os.symlink(ROOT, os.path.join(base, "custom_nodes", PACK_DIR_NAME))
+    os.symlink(PACK_ROOT, os.path.join(base, "custom_nodes", PACK_DIR_NAME))
     tiny.save_checkpoint("sd3", os.path.join(base, "models", "tiny_sd3.safetensors"))
     tm = tiny.build("sd3")
     # LoadTrainingDataset (a stock node) feeds conditioning without any text-encoder weights.
@@ -125,8 +129,7 @@ def prompt(patch=None):
 def latent_of(server, entry):
     from safetensors.torch import load_file
     (item,) = entry["outputs"]["save"]["latents"]
-    out_dir = os.path.join(os.path.dirname(server.log_path), "output")
-    return load_file(os.path.join(out_dir, item["subfolder"], item["filename"]))["latent_tensor"]
+    return load_file(os.path.join(server.output_dir, item["subfolder"], item["filename"]))["latent_tensor"]
 
 
 def test_node_is_registered_with_tooltips(server):
