@@ -288,7 +288,7 @@ def main(argv=None) -> int:
           f"fidelity and quality on {len(labels)} samples ({per_class}/class); speed over {len(timing_labels)} samples in {repeats} "
           f"lockstep round(s): speedup from each step's fastest round, wall = ratio of median run times")
     print_table(rows)
-    print("time outside the block stack (fit over all configurations): "
+    print("time outside the block stack (fit over the full-schedule configurations): "
           + ", ".join(f"{s} {share:.0%}" for s, share in shares.items()))
     print(f"timing noise floor: {BASELINE_COPIES} uncached copies per round agree within "
           + ", ".join(f"{r['sampler']} {r['timing_noise']:.1%}" for r in rows if "timing_noise" in r))
