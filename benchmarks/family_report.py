@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 
 from .comfy_env import PACK_MODULE, load_pack
-from .measure import BlockCounter, holder_of, patch, sample_tiny
+from .measure import BlockCounter, patch, recorded_runs, sample_tiny
 
 
 def main() -> int:
@@ -25,13 +25,13 @@ def main() -> int:
         patched = patch(pack, tm.patcher, depth=0.5, N=2)
         counter = BlockCounter(patched.get_model_object("diffusion_model"), [s.container for s in family.stages])
         try:
-            sample_tiny(patched, tm)  # 10 euler steps, cfg 2
+            with recorded_runs(pack) as reports:
+                sample_tiny(patched, tm)  # 10 euler steps, cfg 2
         finally:
             counter.close()
         hook = "swap" if family.uses_swap else "dit"
         print(f"{name:<16}{tm.diffusion_model_class:<32}{hook:<7}{tm.num_blocks:>7}  {counter.counts}")
-        holder = holder_of(patched)
-        print(f"{'':<16}{holder.log_line(holder.last_stats)}")
+        print(f"{'':<16}{reports[-1].line}")
     return 0
 
 

@@ -41,12 +41,28 @@ def sample_tiny(model, tm, steps=10, cfg=2.0, sampler="euler", scheduler="simple
                                callback=callback, disable_pbar=True, seed=seed)
 
 
-def patch(pack, model, mode="blockdance", depth=0.75, N=2, start_percent=0.4, end_percent=0.95, unique_id=None):
+def node(pack, node_id: str):
+    """One of the pack's V3 node classes by its node id."""
+    return {cls.GET_SCHEMA().node_id: cls for cls in pack.NODES}[node_id]
+
+
+def patch(pack, model, mode="blockdance", depth=0.75, N=2, start_percent=0.4, end_percent=0.95):
     """`model` through the pack's BlockDance Patch node."""
-    node = pack.NODE_CLASS_MAPPINGS["BlockDancePatch"]()
-    return node.patch(model, mode, depth, N, start_percent, end_percent, unique_id=unique_id)[0]
+    return node(pack, "BlockDancePatch").execute(model, mode, depth, N, start_percent, end_percent).result[0]
 
 
-def holder_of(model):
-    """The BlockDance holder a patched model carries (None when unpatched)."""
+def description_of(model):
+    """The BlockDance patch description a patched model carries (None when unpatched)."""
     return model.model_options.get("transformer_options", {}).get("blockdance")
+
+
+def recorded_runs(pack):
+    """Context manager collecting the report (description, record, log line) of every sampler run
+    that ends inside it."""
+    return pack.nodes.telemetry.recorded_runs()
+
+
+def record_of(reports, model):
+    """The record of the last run of `model` among `reports`."""
+    description = description_of(model)
+    return [r.record for r in reports if r.description is description][-1]

@@ -32,7 +32,7 @@ import torch
 from .comfy_env import load_pack
 from .tiny_models import load_via_unet_loader
 from .lockstep import Runner, Timed, clean_seconds, reference_time, run_lockstep, sampler_runner
-from .measure import BlockCounter
+from .measure import BlockCounter, patch
 from .metrics import psnr_per_image, quality, ssim
 from .reference import classifier as digit_classifier
 from .reference import data, model as ref
@@ -83,7 +83,6 @@ def load_reference(weights: str = ref.WEIGHTS):
 
 def build_configs(pack, model, steps: int, quick: bool) -> List[Config]:
     from comfy_extras.nodes_easycache import EasyCacheNode, LazyCacheNode
-    node = pack.NODE_CLASS_MAPPINGS["BlockDancePatch"]()
     configs = [Config("baseline", {}, steps, model)]
     depths = (0.75,) if quick else (0.5, 0.75)
     ns = (1, 2, 3) if quick else (1, 2, 3, 4, 5)
@@ -91,7 +90,7 @@ def build_configs(pack, model, steps: int, quick: bool) -> List[Config]:
         for depth in depths:
             for n in ns:
                 params = {"N": n, "depth": depth, "start_percent": 0.4, "end_percent": 0.95}
-                configs.append(Config(mode, params, steps, node.patch(model, mode, depth, n, 0.4, 0.95)[0]))
+                configs.append(Config(mode, params, steps, patch(pack, model, mode, depth, n, 0.4, 0.95)))
     thresholds = (0.1,) if quick else (0.05, 0.1, 0.2)
     for method, cls in (("easycache", EasyCacheNode), ("lazycache", LazyCacheNode)):
         for th in thresholds:

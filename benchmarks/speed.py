@@ -18,7 +18,7 @@ import torch
 from . import tiny_models
 from .comfy_env import load_pack
 from .lockstep import Runner, Timed, clean_seconds, reference_time, run_lockstep, sampler_runner
-from .measure import holder_of, patch, sample_tiny
+from .measure import description_of, patch, record_of, recorded_runs, sample_tiny
 
 # family -> (unet_config overrides with the real block count, image side in px)
 CPU_SHAPES: Dict[str, tuple] = {
@@ -64,17 +64,17 @@ def measure_family(pack, family: str, overrides: dict, side: int, steps: int, re
     cpus = torch.get_num_threads()
     run_lockstep([runner(n, m) for n, m in models.items()], cpus)  # warm-up: first-call allocation, kernels
     rounds: Dict[str, List[Timed]] = {name: [] for name in models}
-    for _ in range(repeats):
-        for name, timed in zip(models, run_lockstep([runner(n, m) for n, m in models.items()], cpus)):
-            rounds[name].append(timed)
+    with recorded_runs(pack) as reports:
+        for _ in range(repeats):
+            for name, timed in zip(models, run_lockstep([runner(n, m) for n, m in models.items()], cpus)):
+                rounds[name].append(timed)
     base, noise = reference_time([rounds[name] for name in ["uncached"] + copies])
     rows = []
     for name, model in models.items():
         if name in copies:
             continue
         t = base if name == "uncached" else clean_seconds(rounds[name])
-        holder = holder_of(model)
-        ideal = holder.last_stats.ideal_speedup if holder is not None else 1.0
+        ideal = record_of(reports, model).ideal_speedup if description_of(model) is not None else 1.0
         rows.append({"family": family, "config": name, "blocks": tm.num_blocks, "seconds": t,
                      "speedup": base / t, "ideal_speedup": ideal, "efficiency": base / t / ideal,
                      "overhead_ms_per_step": (t - base) / steps * 1000 if name == "N=1" else None,

@@ -1,15 +1,22 @@
 """BlockDance feature caching for diffusion transformers, in plain torch.
 
-This package knows nothing of ComfyUI: it plans which steps reuse block features, keeps the
-cache, and counts what was skipped. `nodes/` adapts ComfyUI models to it.
+This package knows nothing of ComfyUI: policies decide which steps reuse block features, a sampling
+run keeps the cache and the per-step record, and `nodes/` adapts ComfyUI models to it.
 """
-from .config import MODES, PAPER_DEPTH, BlockDanceConfig, BlockDanceConfigError
-from .engine import BlockDanceEngine
-from .schedule import StepAction, StepClock, plan_from_reuse, plan_groups, resample_mask, window_steps
-from .stats import RunStats, parse_log_line
+from .actions import FULL, MODES, StepAction, StepKind, cache_step, reuse_step
+from .config import DEFAULTS, PAPER_DEPTH, BlockDanceConfig, BlockDanceConfigError
+from .engine import PatchSpec, SamplingRun
+from .policy import GroupPolicy, MaskPolicy, Observation, PlannedRun, PolicyRun, StepPolicy
+from .record import RunRecord, StepRecord, parse_log_line
+from .schedule import group_reuse, plan_from_reuse, resample
+from .timeline import StepClock, Timeline
 
 __all__ = [
-    "MODES", "PAPER_DEPTH", "BlockDanceConfig", "BlockDanceConfigError", "BlockDanceEngine",
-    "StepAction", "StepClock", "plan_from_reuse", "plan_groups", "resample_mask", "window_steps",
-    "RunStats", "parse_log_line",
+    "FULL", "MODES", "StepAction", "StepKind", "cache_step", "reuse_step",
+    "DEFAULTS", "PAPER_DEPTH", "BlockDanceConfig", "BlockDanceConfigError",
+    "PatchSpec", "SamplingRun",
+    "GroupPolicy", "MaskPolicy", "Observation", "PlannedRun", "PolicyRun", "StepPolicy",
+    "RunRecord", "StepRecord", "parse_log_line",
+    "group_reuse", "plan_from_reuse", "resample",
+    "StepClock", "Timeline",
 ]

@@ -1,23 +1,26 @@
-"""Per-conditioning store of cache-point features.
+"""Per-conditioning store of what a cache step kept for its reuse steps.
 
 One entry per conditioning chunk (cond, uncond, each area or extra cond), so features never mix
-whether ComfyUI batches the chunks into one call or splits them into several. An entry remembers
-the signature of the block-0 input it was made from; a different shape, dtype or device (a
-second KSampler at another resolution, a model moved to another device) makes it unusable.
+whether ComfyUI batches the chunks into one call or splits them into several. An entry remembers the
+step that made it, the block range and the form it was kept in, and the layout of the input it was
+made from: a reuse step takes only an entry of its own group, for its own range, made from an input of
+the same shape, dtype and device (a second KSampler at another resolution starts clean).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Hashable, Optional
+from typing import Any, Collection, Dict, Hashable, Optional
 
 from .tree import tree_clone, tree_nbytes
 
 
 @dataclass
 class CacheEntry:
-    features: Any          # F_i (blockdance) or F_i - F_in (delta), one chunk's batch rows
-    sigma: float           # the step it was computed at
-    input_signature: tuple  # tree_signature of that chunk's block-0 input
+    features: Any           # the range's output (form "blockdance") or output - input (form "delta")
+    step: int               # the step that made it
+    blocks: range
+    form: str
+    input_signature: tuple  # tree_signature of that chunk's input at the decision point
     # Results of side branches interleaved with the skipped blocks (e.g. Wan VACE), by name.
     side: Dict[str, Any] = field(default_factory=dict)
 
@@ -27,16 +30,20 @@ class FeatureCache:
         self._entries: Dict[Hashable, CacheEntry] = {}
         self.peak_bytes = 0
 
-    def store(self, key: Hashable, features: Any, sigma: float, input_signature: tuple) -> None:
-        """Keep a private copy: the caller's tensors are modified in place later in the forward."""
+    def store(self, key: Hashable, features: Any, step: int, blocks: range, form: str, input_signature: tuple) -> None:
+        """Keep a private copy (the caller's tensors are modified in place later in the forward); a later
+        forward of the same step replaces an earlier one (Heun's corrector runs before the step's own)."""
         self._entries.pop(key, None)
-        self._entries[key] = CacheEntry(tree_clone(features), float(sigma), input_signature)
+        self._entries[key] = CacheEntry(tree_clone(features), step, blocks, form, input_signature)
         self.peak_bytes = max(self.peak_bytes, self.nbytes())
 
-    def lookup(self, key: Hashable, input_signature: tuple) -> Optional[CacheEntry]:
-        """The entry for key if it was made from an input of the same layout, else None."""
+    def usable(self, key: Hashable, input_signature: tuple, blocks: range, made_from: int, made_before: int,
+               forms: Collection[str]) -> Optional[CacheEntry]:
+        """The entry for key if a reuse step may take it: made at a step in [made_from, made_before), for
+        `blocks`, in one of `forms`, from an input of the same layout; else None."""
         entry = self._entries.get(key)
-        if entry is None or entry.input_signature != input_signature:
+        if (entry is None or entry.input_signature != input_signature or entry.blocks != blocks
+                or entry.form not in forms or not (made_from <= entry.step < made_before)):
             return None
         return entry
 
@@ -44,9 +51,11 @@ class FeatureCache:
         self._entries[key].side[name] = tree_clone(value)
         self.peak_bytes = max(self.peak_bytes, self.nbytes())
 
-    def has_at(self, key: Hashable, sigma: float) -> bool:
-        entry = self._entries.get(key)
-        return entry is not None and entry.sigma == float(sigma)
+    def entry(self, key: Hashable) -> Optional[CacheEntry]:
+        return self._entries.get(key)
+
+    def keys(self):
+        return list(self._entries)
 
     def nbytes(self) -> int:
         return sum(tree_nbytes(e.features) + sum(tree_nbytes(v) for v in e.side.values())
@@ -56,5 +65,5 @@ class FeatureCache:
         return len(self._entries)
 
     def clear(self) -> None:
-        """Drop every tensor (the run is over or its layout changed); keep the peak for stats."""
+        """Drop every tensor (the run is over); keep the peak for the record."""
         self._entries.clear()

@@ -1,11 +1,12 @@
-"""User-facing settings of one BlockDance patch, validated once so that bad input fails early
-with a message that says what was wrong and what is allowed."""
+"""User-facing settings of the fixed-group policy (BlockDance-N), validated once so that bad input
+fails early with a message that says what was wrong and what is allowed. The node's widget defaults
+come from here."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional, Sequence
+from dataclasses import dataclass, fields
 
-MODES = ("blockdance", "delta")
+from .actions import MODES
+
 PAPER_DEPTH = 21 / 28  # BlockDance reuses block 20 of PixArt-alpha's 28: 21 blocks skipped.
 
 
@@ -16,45 +17,49 @@ class BlockDanceConfigError(ValueError):
 @dataclass(frozen=True)
 class BlockDanceConfig:
     mode: str = "blockdance"
-    depth: float = PAPER_DEPTH
+    depth: float = 0.75          # fraction of the block stack skipped on a reuse step (the paper's 21/28)
     N: int = 2
-    start_percent: float = 0.4
+    start_percent: float = 0.4   # window on the sampling timeline, as ComfyUI's start/end_percent
     end_percent: float = 0.95
-    reuse_mask: Optional[tuple] = None  # explicit per-step plan (True = reuse); overrides N/window
 
     def __post_init__(self):
-        if self.mode not in MODES:
-            raise BlockDanceConfigError(f"mode={self.mode!r} is not supported; allowed: {', '.join(MODES)}")
-        if not isinstance(self.depth, (int, float)) or not (0.0 < float(self.depth) <= 1.0):
-            raise BlockDanceConfigError(
-                f"depth={self.depth!r} is outside (0, 1]: it is the fraction of the block stack skipped on a "
-                "reuse step (0.75 = the paper's 21 of 28 blocks; 1.0 = skip every block)")
+        check_mode(self.mode)
+        check_depth(self.depth)
         if isinstance(self.N, bool) or not isinstance(self.N, int) or self.N < 1:
             raise BlockDanceConfigError(
                 f"N={self.N!r} must be an integer >= 1: one cache step then N-1 reuse steps (N=1 = no reuse)")
         for name in ("start_percent", "end_percent"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not (0.0 <= float(value) <= 1.0):
-                raise BlockDanceConfigError(f"{name}={value!r} must lie in [0, 1] (a fraction of the sampling steps)")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0.0 <= float(value) <= 1.0):
+                raise BlockDanceConfigError(
+                    f"{name}={value!r} must lie in [0, 1] (a point of the sampling timeline: 0 = first step, "
+                    "1 = end, as ComfyUI's own start_percent / end_percent)")
         if self.start_percent >= self.end_percent:
             raise BlockDanceConfigError(
                 f"start_percent={self.start_percent} must be below end_percent={self.end_percent}: "
                 "reuse happens only on steps inside [start_percent, end_percent)")
-        if self.reuse_mask is not None:
-            object.__setattr__(self, "reuse_mask", validate_mask(self.reuse_mask))
 
     def skipped_blocks(self, num_blocks: int) -> int:
-        """Blocks 0..k-1 are skipped on a reuse step; the cache point is block k-1."""
-        if num_blocks < 1:
-            raise BlockDanceConfigError(f"the model has {num_blocks} blocks; BlockDance needs at least one")
-        return min(num_blocks, max(1, round(self.depth * num_blocks)))
+        return skipped_blocks(self.depth, num_blocks)
 
 
-def validate_mask(mask: Sequence) -> tuple:
-    values = tuple(mask)
-    if not values:
-        raise BlockDanceConfigError("reuse_mask is empty; give one True (reuse) / False (compute) per step")
-    for v in values:
-        if not isinstance(v, (bool, int)) or int(v) not in (0, 1):
-            raise BlockDanceConfigError(f"reuse_mask holds {v!r}; only booleans (True = reuse step) are allowed")
-    return tuple(bool(v) for v in values)
+DEFAULTS = {f.name: f.default for f in fields(BlockDanceConfig)}
+
+
+def check_mode(mode) -> None:
+    if mode not in MODES:
+        raise BlockDanceConfigError(f"mode={mode!r} is not supported; allowed: {', '.join(MODES)}")
+
+
+def check_depth(depth) -> None:
+    if isinstance(depth, bool) or not isinstance(depth, (int, float)) or not (0.0 < float(depth) <= 1.0):
+        raise BlockDanceConfigError(
+            f"depth={depth!r} is outside (0, 1]: it is the fraction of the block stack skipped on a "
+            "reuse step (0.75 = the paper's 21 of 28 blocks; 1.0 = skip every block)")
+
+
+def skipped_blocks(depth: float, num_blocks: int) -> int:
+    """Blocks 0..k-1 are skipped on a reuse step at this depth; never zero blocks."""
+    if num_blocks < 1:
+        raise BlockDanceConfigError(f"the model has {num_blocks} blocks; BlockDance needs at least one")
+    return min(num_blocks, max(1, round(depth * num_blocks)))

@@ -1,206 +1,298 @@
-"""The cache/reuse state machine of one patched model, independent of any host.
+"""The cache/reuse machinery, independent of any host.
 
-A host adapter drives it in three nested scopes:
+`PatchSpec` describes a patch (policy, block count, batch dim, stage of each block). It is immutable
+and shared by every clone of a patched model. `SamplingRun` holds everything one sampler run needs
+(clock, policy state, cache, record, the forward in flight); nothing outlives it. A host drives it in
+nested scopes:
 
-    engine.start_run()                                   # a sampler run begins
-        engine.begin_call(sample_sigmas, sigma, keys)    # one model forward
-            engine.run_block(j, state, compute, to_stage)   # from the hook of block j <= i
-        engine.end_call()
-    stats = engine.finish_run()                          # frees every cached tensor
+    run = spec.new_run(timeline)                        # a sampler run begins
+        run.begin_evaluation()                          # one model evaluation of the sampler
+            run.begin_call(sigma, keys, ...)            # one model forward within it
+                run.run_block(j, state, compute, ...)   # from the hook of each hooked block
+            run.end_call()
+        run.step_done(k)                                # the sampler's step callback
+    record = run.finish()                               # frees every cached tensor
 
-Only blocks 0..i need a hook: on a reuse step blocks 0..i-1 return their input unchanged (the
-real input of block 0 thus flows to block i at no cost), and block i returns the cached F_i
-(`blockdance`) or its input plus the cached F_i - F_in (`delta`). Blocks after i always run.
+Only the hooked blocks (every block the policy may skip) carry a hook. On a reuse step the blocks of
+the range before its last pass their input on unchanged (the real input reaches the last one at no
+cost), and the last returns the cached output (`blockdance`) or its input plus the cached change
+(`delta`). Blocks outside the range run.
+
+The engine trusts no block it did not see: the host reports a forward that carries another node's
+patch on a hooked block (it runs in full and is counted as displaced), and a hooked block reached
+before the first one resolved the forward displaces it too.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable, Hashable, List, Optional, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Dict, Hashable, List, Optional, Sequence
 
+from .actions import FULL, StepAction, StepKind, cache_step
 from .cache import CacheEntry, FeatureCache
-from .config import BlockDanceConfig
-from .schedule import StepAction, StepClock, plan_from_reuse, plan_groups, resample_mask
-from .stats import RunStats
-from .tree import tree_cat, tree_chunk, tree_clone, tree_leaves, tree_map, tree_signature
+from .policy import Observation, StepPolicy, check_action
+from .record import RunRecord, StepRecord
+from .timeline import StepClock, Timeline
+from .tree import tree_add, tree_cat, tree_chunk, tree_clone, tree_leaves, tree_signature, tree_sub
+
+
+@dataclass(frozen=True)
+class PatchSpec:
+    policy: StepPolicy
+    num_blocks: int
+    batch_dim: int = 0
+    block_stages: tuple = ()   # stage index of each block (two-stage models); empty: a single stage
+
+    def __post_init__(self):
+        hooked = self.policy.blocks(self.num_blocks)
+        if len(hooked) == 0 or hooked.start < 0 or hooked.stop > self.num_blocks or hooked.step != 1:
+            raise ValueError(f"policy {self.policy.name!r} hooks blocks {hooked} of a {self.num_blocks}-block stack")
+        object.__setattr__(self, "hooked_blocks", hooked)
+
+    def __deepcopy__(self, memo):  # immutable: every clone of a patched model shares it
+        return self
+
+    def stage(self, index: int) -> int:
+        return self.block_stages[index] if self.block_stages else 0
+
+    def new_run(self, timeline: Timeline) -> "SamplingRun":
+        return SamplingRun(self, timeline)
 
 
 @dataclass
 class _Call:
     step: Optional[int]
-    sigma: float
-    action: StepAction
     keys: List[Hashable]
-    started: bool = False
-    input_signatures: List[tuple] = field(default_factory=list)
-    block0_input: Any = None                 # delta mode: F_in of a cache step
+    record: StepRecord
+    evaluation: int
+    x: Any = None
+    context: Any = None
+    no_delta: Optional[str] = None            # why this forward cannot use delta (e.g. a ControlNet)
+    action: StepAction = FULL
+    resolved: bool = False
+    displaced: bool = False
+    reuse_form: str = ""
+    signatures: List[tuple] = field(default_factory=list)
+    base: Any = None                           # delta cache step: the range's input
     entries: List[CacheEntry] = field(default_factory=list)
-    stored_keys: List[Hashable] = field(default_factory=list)   # entries this call wrote
-    pending_side: dict = field(default_factory=dict)            # side results to attach at end_call
+    stored_keys: List[Hashable] = field(default_factory=list)
+    pending_side: dict = field(default_factory=dict)
+    side_seen: Dict[str, int] = field(default_factory=dict)
 
 
-class BlockDanceEngine:
-    def __init__(self, config: BlockDanceConfig, num_blocks: int, batch_dim: int = 0):
-        self.config = config
-        self.num_blocks = num_blocks
-        self.skipped = config.skipped_blocks(num_blocks)
-        self.cache_index = self.skipped - 1
-        self.batch_dim = batch_dim
-        self.reuse_mask_override: Optional[Sequence[bool]] = None
-        self._reset()
-
-    @property
-    def hooked_blocks(self) -> range:
-        """The blocks whose hook the engine needs; the rest of the stack runs untouched."""
-        return range(self.skipped)
-
-    # ----------------------------------------------------------------- run scope
-    def _reset(self) -> None:
+class SamplingRun:
+    def __init__(self, spec: PatchSpec, timeline: Timeline):
+        self.spec = spec
+        self.timeline = timeline
+        self.clock = StepClock(timeline.sigmas)
+        self.policy = spec.policy.start(timeline, spec.num_blocks)
         self.cache = FeatureCache()
-        self.stats = RunStats()
-        self.clock: Optional[StepClock] = None
-        self.plan: List[StepAction] = []
+        self.record = RunRecord(timeline.num_steps, spec.num_blocks,
+                                [StepRecord(k, timeline.sigmas[k], timeline.positions[k]) for k in range(timeline.num_steps)])
+        self.decisions: Dict[int, StepAction] = {}
+        self.stored_in: Dict[Hashable, int] = {}   # key -> evaluation that made its entry
+        self.evaluation = 0
         self.call: Optional[_Call] = None
+        self.scratch: dict = {}   # per-run helpers of the host adapter (e.g. block proxies)
+        self.finished = False
 
-    def start_run(self) -> None:
+    # ------------------------------------------------------------------ run scope
+    def begin_evaluation(self) -> None:
+        """A new model evaluation of the sampler (its main forwards, then any guidance extras)."""
+        self.evaluation += 1
+
+    def step_done(self, step: int) -> None:
+        self.clock.advance(step)
+
+    def note(self, text: str) -> None:
+        self.record.note(text)
+
+    def finish(self) -> RunRecord:
+        """Return the run's record and drop every tensor the run held."""
+        record = self.record
+        record.cache_peak_bytes = self.cache.peak_bytes
         self.cache.clear()
-        self._reset()
+        self.call = None
+        self.scratch.clear()
+        self.decisions.clear()
+        self.policy = None
+        self.finished = True
+        return record
 
-    def finish_run(self) -> RunStats:
-        """Return the run's statistics and free everything the run cached."""
-        stats = self.stats
-        stats.cache_peak_bytes = self.cache.peak_bytes
-        self.cache.clear()
-        self._reset()
-        return stats
-
-    def _plan(self, num_steps: int) -> List[StepAction]:
-        mask = self.reuse_mask_override if self.reuse_mask_override is not None else self.config.reuse_mask
-        if mask is not None:
-            return plan_from_reuse(resample_mask(mask, num_steps))
-        c = self.config
-        return plan_groups(num_steps, c.N, c.start_percent, c.end_percent)
-
-    # ---------------------------------------------------------------- call scope
-    def begin_call(self, sample_sigmas: Sequence[float], sigma: float, keys: Sequence[Hashable]) -> StepAction:
+    # ----------------------------------------------------------------- call scope
+    def begin_call(self, sigma: float, keys: Sequence[Hashable], x: Any = None, context: Any = None,
+                   displaced_by: Optional[str] = None, no_delta: Optional[str] = None) -> None:
         """Start one model forward at `sigma` over the conditioning chunks `keys` (in batch order)."""
-        if self.clock is None or not self.clock.matches(sample_sigmas):
-            self.cache.clear()  # another schedule: nothing cached belongs to it
-            self.clock = StepClock(sample_sigmas)
-            self.plan = self._plan(self.clock.num_steps)
-            self.stats.num_steps = self.clock.num_steps
+        if self.finished:
+            return
         step = self.clock.step_of(sigma)
-        action = StepAction.FULL if step is None else self.plan[step]
-        self.call = _Call(step=step, sigma=float(sigma), action=action, keys=list(keys) or [None])
-        self.stats.model_calls += 1
-        if step is not None:
-            self.stats.steps_seen.add(step)
-        return action
+        record = self.record.step(step)
+        record.calls += 1
+        self.call = call = _Call(step, list(keys) or [None], record, self.evaluation, x, context, no_delta)
+        if step is None:
+            call.resolved = True   # off the schedule: nothing planned, computed in full
+        elif displaced_by:
+            self._displace(call, displaced_by)
 
     def end_call(self) -> None:
         call, self.call = self.call, None
-        if call is not None and call.started:
-            # Blocks after the cache point carry no hook; they ran in every forward that started.
-            self.stats.block_calls_run += self.num_blocks - self.skipped
-            for name, value in call.pending_side.items():
-                for key, chunk in zip(call.keys, self._chunks(value, call.keys)):
-                    if key in call.stored_keys:
-                        self.cache.attach_side(key, name, chunk)
+        if call is None:
+            return
+        if not call.resolved and call.step is not None:
+            self._displace(call, "a forward never reached BlockDance's first hooked block (another node holds it)")
+        skipped = call.action.skipped if not call.displaced else 0
+        call.record.blocks_skipped += skipped
+        call.record.blocks_run += self.spec.num_blocks - skipped
+        for name, value in call.pending_side.items():
+            for key, chunk in zip(call.keys, self._chunks(value, call.keys)):
+                if key in call.stored_keys:
+                    self.cache.attach_side(key, name, chunk)
+        call.record.cache_bytes = self.cache.nbytes()
 
-    # ---------------------------------------------------------- side branches
+    def _displace(self, call: _Call, why: str) -> None:
+        call.displaced = call.resolved = True
+        call.action = FULL
+        call.record.displaced_calls += 1
+        self.note(f"{why}; such forwards ran in full")
+
+    # ------------------------------------------------------------ side branches
     @property
-    def current_action(self) -> Optional[StepAction]:
-        """What the current forward does once block 0 has confirmed it; None outside a forward."""
-        return self.call.action if self.call is not None and self.call.started else None
+    def current_kind(self) -> Optional[StepKind]:
+        """What the forward in flight does once it is resolved; None outside a forward or before."""
+        call = self.call
+        return call.action.kind if call is not None and call.resolved else None
+
+    def side_name(self, prefix: str) -> str:
+        """A name for the n-th result of a side branch in this forward (e.g. one per VACE context)."""
+        seen = self.call.side_seen
+        n = seen.get(prefix, 0)
+        seen[prefix] = n + 1
+        return f"{prefix}:{n}"
 
     def keep_side(self, name: str, value: Any) -> None:
-        """On a cache forward, keep the result of a side branch that runs inside the skipped range
-        so that reuse forwards can replay it instead of computing it."""
-        if self.current_action is StepAction.CACHE:
+        """On a cache forward, keep the result of a side branch that runs inside the skipped range so
+        that reuse forwards can replay it instead of computing it."""
+        if self.current_kind is StepKind.CACHE:
             self.call.pending_side[name] = value
+
+    def can_replay_side(self, name: str) -> bool:
+        return self.current_kind is StepKind.REUSE and all(name in e.side for e in self.call.entries)
 
     def replay_side(self, name: str) -> Any:
         """On a reuse forward, the side result kept at the cache step (batch rows in call order)."""
-        return tree_cat([e.side[name] for e in self.call.entries], dim=self.batch_dim)
-
-    def can_replay_side(self, name: str) -> bool:
-        return self.current_action is StepAction.REUSE and all(name in e.side for e in self.call.entries)
+        return tree_cat([e.side[name] for e in self.call.entries], dim=self.spec.batch_dim)
 
     # --------------------------------------------------------------- block scope
     def runs_plainly(self, index: int) -> bool:
-        """True when block `index` just computes in this call (a full step, or no sampler run):
-        the hook may call the real block directly, without building a state. Counts the block."""
+        """True when hooked block `index` just computes in this forward, so the hook may call the real
+        block without building a state; False when it must go through run_block."""
         call = self.call
-        if call is None or index > self.cache_index:
+        if call is None:
             return True
-        if call.action is not StepAction.FULL:
+        if not call.resolved:
+            if index == self.spec.hooked_blocks.start:
+                return False   # the step is decided here, with this block's input
+            self._displace(call, f"block {index} ran before BlockDance's first hooked block "
+                                 f"{self.spec.hooked_blocks.start} (another node's patch holds it)")
+            return True
+        action = call.action
+        if action.kind is StepKind.FULL or index not in action.blocks:
+            return True
+        if action.kind is StepKind.REUSE:
             return False
-        call.started = True  # a full call needs no chunking, signatures or lookups at block 0
-        self.stats.block_calls_run += 1
-        return True
+        return index != action.blocks[-1] and not (action.mode == "delta" and index == action.blocks[0])
 
     def run_block(self, index: int, state: Any, compute: Callable[[Any], Any],
                   to_stage: Optional[Callable[[Any], Any]] = None) -> Any:
-        """Run, skip or replace block `index` of the stack for the current call.
+        """Run, skip or replace hooked block `index` for the forward in flight.
 
-        state:    the block's hidden state input (tensor, dict of streams or tuple)
+        state:    the block's hidden-state input (tensor, dict of streams or tuple)
         compute:  runs the real block on a state and returns its output state
-        to_stage: delta mode, two-stage models: turns a block-0 input into the layout of this
-                  block's stage (e.g. Flux single blocks see cat(txt, img))
+        to_stage: delta across stages: turns a state of the first stage into this block's layout
+                  (e.g. Flux single blocks see cat(txt, img))
         """
         if self.runs_plainly(index):
             return compute(state)
         call = self.call
-        if index == 0:
+        if not call.resolved:
             self._resolve(call, state)
-        if call.action is StepAction.REUSE:
-            self.stats.block_calls_skipped += 1
-            if index < self.cache_index:
+            if self.runs_plainly(index):
+                return compute(state)
+        action = call.action
+        if action.kind is StepKind.REUSE:
+            if index != action.blocks[-1]:
                 return state
-            cached = tree_cat([e.features for e in call.entries], dim=self.batch_dim)
-            if self.config.mode == "delta":
-                return tree_map(lambda current, offset: current + offset, state, cached)
-            return cached
-        self.stats.block_calls_run += 1
+            cached = tree_cat([e.features for e in call.entries], dim=self.spec.batch_dim)
+            return tree_add(state, cached) if call.reuse_form == "delta" else cached
+        if action.mode == "delta" and index == action.blocks[0]:
+            call.base = tree_clone(state)   # the block may modify its input in place
         out = compute(state)
-        if call.action is StepAction.CACHE and index == self.cache_index:
+        if index == action.blocks[-1]:
             self._store(call, out, to_stage)
         return out
+
+    def _resolve(self, call: _Call, block_input: Any) -> None:
+        """The first hooked block of a forward: decide the step (once per step), then confirm a planned
+        reuse against the cache or fall back to computing and caching."""
+        call.resolved = True
+        step, record = call.step, call.record
+        action = self.decisions.get(step)
+        if action is None:
+            action = self.policy.decide(Observation(step, self.timeline, call.x, call.context, block_input, self.record))
+            problem = check_action(action, self.spec.hooked_blocks, step, self.spec.policy)
+            if problem:
+                raise RuntimeError(problem)   # a policy bug, never user input
+            self.decisions[step] = action
+            record.planned, record.mode = action.kind.value, action.mode
+            record.blocks = [action.blocks.start, action.blocks.stop] if action.kind is not StepKind.FULL else None
+        if action.kind is StepKind.FULL:
+            return
+        chunks = self._chunks(block_input, call.keys)
+        if len(chunks) != len(call.keys):   # rows do not split evenly: cache the forward as a whole
+            call.keys = [tuple(call.keys)]
+        call.signatures = [tree_signature(c) for c in chunks]
+        mode = action.mode
+        if mode == "delta" and call.no_delta:
+            mode = "blockdance"
+            record.downgraded_calls += 1
+            self.note(f"delta was not used while {call.no_delta}: blockdance instead (delta would count the "
+                      "residuals added between the skipped blocks twice)")
+        if action.kind is StepKind.REUSE:
+            forms = ("blockdance",) if call.no_delta else ("blockdance", "delta")
+            entries = [self.cache.usable(key, sig, action.blocks, action.source, step, forms)
+                       for key, sig in zip(call.keys, call.signatures)]
+            if all(e is not None for e in entries) and len({e.form for e in entries}) == 1:
+                call.action, call.entries, call.reuse_form = action, entries, entries[0].form
+                record.reused_calls += 1
+                return
+            record.fallback_calls += 1   # nothing usable cached for this forward: compute and cache now
+        call.action = cache_step(action.blocks, mode)
+
+    def _store(self, call: _Call, out: Any, to_stage: Optional[Callable[[Any], Any]]) -> None:
+        """Keep the range's result per chunk. A later evaluation at the same step replaces an entry
+        (Heun's corrector for step k-1 runs at step k's sigma before step k's own forward); within one
+        evaluation the first forward wins (guidance extras such as SLG follow the main forward)."""
+        action = call.action
+        features = out
+        if action.mode == "delta":
+            base = call.base
+            if to_stage is not None and self.spec.stage(action.blocks[0]) != self.spec.stage(action.blocks[-1]):
+                base = to_stage(base)
+            features, call.base = tree_sub(out, base), None
+        stored = False
+        for key, chunk, signature in zip(call.keys, self._chunks(features, call.keys), call.signatures):
+            entry = self.cache.entry(key)
+            if entry is not None and entry.step == call.step and self.stored_in.get(key) == call.evaluation:
+                continue
+            self.cache.store(key, chunk, call.step, action.blocks, action.mode, signature)
+            self.stored_in[key] = call.evaluation
+            call.stored_keys.append(key)
+            stored = True
+        if stored:
+            call.record.cached_calls += 1
 
     def _chunks(self, state: Any, keys: List[Hashable]) -> List[Any]:
         leaves = tree_leaves(state)
         n = len(keys)
-        if n > 1 and all(t.shape[self.batch_dim] % n == 0 for t in leaves):
-            return tree_chunk(state, n, self.batch_dim)
+        if n > 1 and all(t.shape[self.spec.batch_dim] % n == 0 for t in leaves):
+            return tree_chunk(state, n, self.spec.batch_dim)
         return [state]
-
-    def _resolve(self, call: _Call, block0_input: Any) -> None:
-        """At block 0 a cache or reuse call sees its real input: confirm a planned reuse or fall back."""
-        call.started = True
-        chunks = self._chunks(block0_input, call.keys)
-        if len(chunks) != len(call.keys):  # rows do not split evenly: cache the call as a whole
-            call.keys = [tuple(call.keys)]
-        call.input_signatures = [tree_signature(c) for c in chunks]
-        if call.action is StepAction.REUSE:
-            entries = [self.cache.lookup(k, s) for k, s in zip(call.keys, call.input_signatures)]
-            if all(e is not None and e.sigma != call.sigma for e in entries):
-                call.entries = entries
-                self.stats.reuse_calls += 1
-                self.stats.steps_reused.add(call.step)
-            else:
-                call.action = StepAction.CACHE  # nothing usable cached: compute and cache now
-                self.stats.fallback_calls += 1
-        if call.action is StepAction.CACHE and self.config.mode == "delta":
-            call.block0_input = tree_clone(block0_input)  # block 0 may modify it in place
-
-    def _store(self, call: _Call, out: Any, to_stage: Optional[Callable[[Any], Any]]) -> None:
-        features = out
-        if self.config.mode == "delta":
-            base = call.block0_input if to_stage is None else to_stage(call.block0_input)
-            features = tree_map(lambda f, b: f - b, out, base)
-            call.block0_input = None
-        for key, chunk, signature in zip(call.keys, self._chunks(features, call.keys), call.input_signatures):
-            # A second forward at the same sigma (Heun's correction, SLG, PAG) must not replace
-            # the features of the step's own forward.
-            if not self.cache.has_at(key, call.sigma):
-                self.cache.store(key, chunk, call.sigma, signature)
-                call.stored_keys.append(key)

@@ -64,6 +64,25 @@ def tree_chunk(tree: Any, chunks: int, dim: int) -> List[Any]:
     return [tree_map(lambda t, i=i: t.chunk(chunks, dim=dim)[i], tree) for i in range(chunks)]
 
 
+def tree_add(state: Any, offset: Any) -> Any:
+    """state + offset leaf-wise; a stream the offset lacks (None: SD3's last block has no text
+    output) is None in the result too, as the block itself would return it."""
+    if offset is None:
+        return None
+    if isinstance(offset, torch.Tensor):
+        return state + offset
+    if isinstance(offset, dict):
+        return {k: tree_add(state[k], offset[k]) for k in offset}
+    if isinstance(offset, (tuple, list)):
+        return type(offset)(tree_add(s, o) for s, o in zip(state, offset))
+    raise TypeError(f"unsupported block state leaf of type {type(offset).__name__}")
+
+
+def tree_sub(a: Any, b: Any) -> Any:
+    """a - b leaf-wise, None where a has None."""
+    return tree_map(lambda x, y: x - y, a, b)
+
+
 def tree_cat(trees: List[Any], dim: int) -> Any:
     if len(trees) == 1:
         return tree_map(lambda t: t.clone(), trees[0])

@@ -1,4 +1,18 @@
-"""ComfyUI-facing side of the pack: nodes, family adapters and the hooks into sampling."""
-from .patch_node import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
+"""ComfyUI-facing side of the pack: V3 nodes, family adapters and the hooks into sampling."""
+from comfy_api.latest import ComfyExtension, io
 
-__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]
+from .patch_node import BlockDancePatch
+
+NODES = [BlockDancePatch]
+
+
+class BlockDanceExtension(ComfyExtension):
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return list(NODES)
+
+
+def comfy_entrypoint() -> BlockDanceExtension:
+    return BlockDanceExtension()
+
+
+__all__ = ["NODES", "BlockDanceExtension", "comfy_entrypoint"]

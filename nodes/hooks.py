@@ -1,18 +1,26 @@
-"""The three places BlockDance enters a ComfyUI sampling run.
+"""The places BlockDance enters a ComfyUI sampling run.
 
-- OUTER_SAMPLE wrapper: once per sampler run; resets the engine, and in `finally` frees the
-  cache and reports the run (also when the run was interrupted).
-- APPLY_MODEL wrapper: once per model forward, for every family; tells the engine the sigma
-  and the conditioning chunks (uuids) of the forward, and swaps containers where needed.
-- BlockPatch: the patches_replace["dit"] entry of each block 0..i.
+- OUTER_SAMPLE wrapper: once per sampler run; makes the run object from the run's sigmas and puts it
+  into this run's model_options, follows the sampler's step callback, and in `finally` frees the
+  cache and reports the run (interrupted runs included).
+- PREDICT_NOISE wrapper: once per model evaluation of the sampler (its main forwards, then guidance
+  extras such as SkipLayerGuidance's).
+- APPLY_MODEL wrapper: once per model forward; checks that BlockDance's hooks are really in place
+  for that forward, tells the run the sigma and conditioning chunks, and swaps block containers where
+  a family has no block hook.
+- BlockPatch: the patches_replace["dit"] entry of each hooked block.
 """
 from __future__ import annotations
 
 from contextlib import ExitStack
+from typing import Optional
+
+import comfy.model_patcher
 
 from . import telemetry
-from .holder import TRANSFORMER_OPTIONS_KEY
+from .description import RUN_KEY, PatchDescription, description_of
 from .swap import swapped_blocks
+from .timeline import timeline_of
 from .vace import vace_swapped
 
 # Per-forward helpers a family can ask for in Family.extras.
@@ -22,17 +30,18 @@ WRAPPER_KEY = "blockdance"
 
 
 class BlockPatch:
-    """Replaces block `index` of the stack; `inner` is another pack's patch for the same key,
-    which still runs whenever the block is computed."""
+    """Replaces hooked block `index` of the stack; `inner` is another pack's patch for the same key,
+    installed before ours, which still runs whenever the block is computed."""
 
-    def __init__(self, holder, index: int, stage, inner=None):
-        self.holder = holder
+    def __init__(self, description: PatchDescription, index: int, stage, inner=None):
+        self.description = description
         self.index = index
         self.stage = stage
         self.inner = inner
 
     def __call__(self, args, extra):
-        if self.holder.engine.runs_plainly(self.index):  # full step: no state, no closure
+        run = _run_of(args.get("transformer_options"), self.description)
+        if run is None or run.runs_plainly(self.index):  # no run, or nothing to do here: no state, no closure
             return self.inner(args, extra) if self.inner is not None else extra["original_block"](args)
         state = {k: args[k] for k in self.stage.state_keys}
 
@@ -42,24 +51,91 @@ class BlockPatch:
                 return self.inner(call_args, extra)
             return extra["original_block"](call_args)
 
-        return self.holder.engine.run_block(self.index, state, compute, self.stage.from_block0)
+        return run.run_block(self.index, state, compute, self.stage.from_block0)
 
 
-def _holder(transformer_options):
-    return transformer_options.get(TRANSFORMER_OPTIONS_KEY) if transformer_options else None
+def _run_of(transformer_options, description):
+    run = transformer_options.get(RUN_KEY) if transformer_options else None
+    return run if run is not None and run.spec is description.spec else None
+
+
+def foreign_blocks(dit: dict, description: PatchDescription) -> list:
+    """The hooked block keys whose entry in `dit` is not this patch's own BlockPatch: a node placed
+    after BlockDance re-patched them, or a one-off forward (SkipLayerGuidance) replaced them."""
+    return [key for key in description.hook_keys
+            if not (isinstance(dit.get(key), BlockPatch) and dit[key].description is description)]
+
+
+def _foreign_in(run, transformer_options, description) -> Optional[str]:
+    """Why this forward cannot be trusted to BlockDance, or None. The dict of block patches is the
+    same object in every ordinary forward of a run, so the answer is kept for it."""
+    dit = transformer_options.get("patches_replace", {}).get("dit", {})
+    known = run.scratch.get("ownership")
+    if known is None or known[0] is not dit:
+        keys = foreign_blocks(dit, description)
+        why = (f"another node's patch held {', '.join(f'{n} {i}' for n, i in keys)} (e.g. SkipLayerGuidance "
+               "or a patch node placed after BlockDance Patch), which BlockDance would skip") if keys else None
+        known = run.scratch["ownership"] = (dit, why)
+    return known[1]
+
+
+def _residuals_in(control, transformer_options) -> Optional[str]:
+    """What adds into the hidden state between blocks in this forward (delta cannot be used then)."""
+    if control:
+        return "a ControlNet was attached"
+    if transformer_options.get("patches", {}).get("double_block"):
+        return "a post-block patch (e.g. a DiffSynth ControlNet on Qwen-Image) was attached"
+    return None
 
 
 def outer_sample_wrapper(executor, *args, **kwargs):
-    holder = _holder(executor.class_obj.model_options.get("transformer_options"))
-    if holder is None:
+    guider = executor.class_obj
+    description = description_of(guider.model_options.get("transformer_options"))
+    if description is None:
         return executor(*args, **kwargs)
-    holder.engine.start_run()
+    sigmas = args[3] if len(args) > 3 else kwargs["sigmas"]
+    run = description.spec.new_run(timeline_of(sigmas, guider.model_patcher.get_model_object("model_sampling")))
+    original_options = guider.model_options
+    guider.model_options = comfy.model_patcher.create_model_options_clone(original_options)
+    transformer_options = guider.model_options.setdefault("transformer_options", {})
+    transformer_options[RUN_KEY] = run
+    foreign = foreign_blocks(transformer_options.get("patches_replace", {}).get("dit", {}), description)
+    if foreign:
+        run.note(f"a node placed after BlockDance Patch re-patched {', '.join(f'{n} {i}' for n, i in foreign)}; "
+                 "BlockDance did nothing in this run: put BlockDance Patch after that node")
+    args, kwargs = _follow_steps(args, kwargs, run)
     try:
         return executor(*args, **kwargs)
     finally:
-        stats = holder.engine.finish_run()
-        holder.last_stats = stats
-        telemetry.report(holder, stats)
+        guider.model_options = original_options
+        telemetry.report(description, run.finish())
+
+
+def _follow_steps(args, kwargs, run):
+    """Pass the sampler a step callback that tells the run each finished step, then calls the
+    caller's own callback (KSampler's preview and progress bar), if any."""
+    position = 5  # outer_sample(noise, latent_image, sampler, sigmas, denoise_mask, callback, ...)
+    user = args[position] if len(args) > position else kwargs.get("callback")
+
+    def step_callback(step, *rest):
+        run.step_done(step)
+        if user is not None:
+            return user(step, *rest)
+
+    if len(args) > position:
+        args = (*args[:position], step_callback, *args[position + 1:])
+    else:
+        kwargs = {**kwargs, "callback": step_callback}
+    return args, kwargs
+
+
+def predict_noise_wrapper(executor, *args, **kwargs):
+    guider = executor.class_obj
+    transformer_options = guider.model_options.get("transformer_options", {})
+    run = transformer_options.get(RUN_KEY)
+    if run is not None:
+        run.begin_evaluation()
+    return executor(*args, **kwargs)
 
 
 def _chunk_keys(transformer_options) -> list:
@@ -71,22 +147,24 @@ def _chunk_keys(transformer_options) -> list:
 
 
 def apply_model_wrapper(executor, *args, **kwargs):
+    # apply_model(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
     transformer_options = args[5] if len(args) > 5 else kwargs.get("transformer_options")
-    holder = _holder(transformer_options)
-    sample_sigmas = transformer_options.get("sample_sigmas") if transformer_options else None
-    if holder is None or sample_sigmas is None or "sigmas" not in transformer_options:
+    description = description_of(transformer_options)
+    run = _run_of(transformer_options, description) if description is not None else None
+    if run is None or "sigmas" not in transformer_options:
         return executor(*args, **kwargs)  # not inside a sampler run: nothing to plan against
-    engine = holder.engine
-    sigma = float(transformer_options["sigmas"].flatten()[0])
-    engine.begin_call(holder.schedule_floats(sample_sigmas), sigma, _chunk_keys(transformer_options))
+    control = args[4] if len(args) > 4 else kwargs.get("control")
+    context = args[3] if len(args) > 3 else kwargs.get("c_crossattn")
+    run.begin_call(float(transformer_options["sigmas"].flatten()[0]), _chunk_keys(transformer_options),
+                   x=args[0], context=context, displaced_by=_foreign_in(run, transformer_options, description),
+                   no_delta=_residuals_in(control, transformer_options))
     try:
         with ExitStack() as stack:
             diffusion_model = executor.class_obj.diffusion_model
-            if holder.family.uses_swap:
-                stack.enter_context(swapped_blocks(diffusion_model, holder))
-            for extra in holder.family.extras:
-                stack.enter_context(EXTRAS[extra](diffusion_model, holder))
+            if description.family.uses_swap:
+                stack.enter_context(swapped_blocks(diffusion_model, run, description))
+            for extra in description.family.extras:
+                stack.enter_context(EXTRAS[extra](diffusion_model, run))
             return executor(*args, **kwargs)
     finally:
-        engine.end_call()
-
+        run.end_call()

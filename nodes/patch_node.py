@@ -1,53 +1,56 @@
 """The "BlockDance Patch" node: MODEL -> MODEL with block-feature reuse across steps."""
 from __future__ import annotations
 
-from ..blockdance_core import MODES, BlockDanceConfig
-from .families import FAMILIES
+from comfy_api.latest import io
+
+from ..blockdance_core import DEFAULTS, MODES, BlockDanceConfig, GroupPolicy
 from .patcher import apply_blockdance
 
-DEFAULT_DEPTH = 0.75  # the paper's 21 of 28 blocks; no family has a measured preset yet
+MODEL_NAMES = ("Flux.1, Flux.2, Chroma, SD3 / SD3.5, Wan 2.1 / 2.2 (incl. VACE), HunyuanVideo 1.0 / 1.5, "
+               "HunyuanImage 2.1, LTXV / LTX-2, Qwen-Image, AuraFlow, Mochi, PixArt-alpha / -sigma, HiDream, "
+               "Lumina 2 / Z-Image, Cosmos Predict2")
 
 
-class BlockDancePatch:
-    DESCRIPTION = (
-        "Speeds up DiT sampling by reusing block features across steps (BlockDance, CVPR 2025). "
-        "On a cache step the whole model runs and the output of the block at `depth` is kept; on the "
-        "next N-1 steps the blocks up to it are skipped and only the deeper blocks run. Supported: "
-        + ", ".join(f.name for f in FAMILIES) + ".")
-    CATEGORY = "model_patches/blockdance"
-    RETURN_TYPES = ("MODEL",)
-    OUTPUT_TOOLTIPS = ("A patched copy of the model; the input model is left unchanged.",)
-    FUNCTION = "patch"
+class BlockDancePatch(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="BlockDancePatch",
+            display_name="BlockDance Patch",
+            category="model_patches/blockdance",
+            description=(
+                "Speeds up DiT sampling by reusing block features across steps (BlockDance, CVPR 2025). On a "
+                "cache step the whole model runs and the output of the block at `depth` is kept; on the next "
+                f"N-1 steps the blocks up to it are skipped and only the deeper blocks run. Supported: {MODEL_NAMES}."),
+            inputs=[
+                io.Model.Input("model", tooltip="The diffusion transformer to speed up."),
+                io.Combo.Input("mode", options=list(MODES), default=DEFAULTS["mode"], tooltip=(
+                    "blockdance: reuse the cached block output as is. delta: reuse the change the skipped blocks "
+                    "made (F_i - F_0) on top of the current step's input, so the current latent still flows "
+                    "through (Delta-DiT).")),
+                io.Float.Input("depth", default=DEFAULTS["depth"], min=0.01, max=1.0, step=0.01, tooltip=(
+                    "Fraction of the block stack skipped on a reuse step. Higher = faster and less faithful. "
+                    "0.75 is the paper's setting (21 of PixArt's 28 blocks).")),
+                io.Int.Input("N", default=DEFAULTS["N"], min=1, max=100, tooltip=(
+                    "Group size: one full (cache) step, then N-1 reuse steps. N=1 turns reuse off and "
+                    "reproduces the unpatched model exactly.")),
+                io.Float.Input("start_percent", default=DEFAULTS["start_percent"], min=0.0, max=1.0, step=0.01,
+                               tooltip=("Reuse starts at this point of the sampling timeline (0 = first step, 1 = "
+                                        "end), as ComfyUI's own start_percent. Earlier steps form the layout and "
+                                        "are always computed in full.")),
+                io.Float.Input("end_percent", default=DEFAULTS["end_percent"], min=0.0, max=1.0, step=0.01,
+                               tooltip=("Reuse stops at this point of the sampling timeline; the last steps "
+                                        "refine detail and are always computed in full.")),
+            ],
+            outputs=[io.Model.Output(tooltip="A patched copy of the model; the input model is left unchanged.")],
+            hidden=[io.Hidden.unique_id],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "model": ("MODEL", {"tooltip": "The diffusion transformer to speed up."}),
-                "mode": (list(MODES), {"default": "blockdance", "tooltip":
-                    "blockdance: reuse the cached block output as is. delta: reuse the change the skipped "
-                    "blocks made (F_i - F_0) on top of the current step's input, so the current latent "
-                    "still flows through (Delta-DiT)."}),
-                "depth": ("FLOAT", {"default": DEFAULT_DEPTH, "min": 0.01, "max": 1.0, "step": 0.01, "tooltip":
-                    "Fraction of the block stack skipped on a reuse step. Higher = faster and less faithful. "
-                    "0.75 is the paper's setting (21 of PixArt's 28 blocks)."}),
-                "N": ("INT", {"default": 2, "min": 1, "max": 100, "tooltip":
-                    "Group size: one full (cache) step, then N-1 reuse steps. N=1 turns reuse off and "
-                    "reproduces the unpatched model exactly."}),
-                "start_percent": ("FLOAT", {"default": 0.4, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip":
-                    "Reuse starts at this fraction of the sampling steps. Early steps form the layout and "
-                    "are always computed in full."}),
-                "end_percent": ("FLOAT", {"default": 0.95, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip":
-                    "Reuse stops at this fraction of the steps; the last steps refine detail and are "
-                    "always computed in full."}),
-            },
-            "hidden": {"unique_id": "UNIQUE_ID"},
-        }
-
-    def patch(self, model, mode, depth, N, start_percent, end_percent, unique_id=None):
+    def execute(cls, model, mode, depth, N, start_percent, end_percent) -> io.NodeOutput:
         config = BlockDanceConfig(mode=mode, depth=depth, N=N, start_percent=start_percent, end_percent=end_percent)
-        return (apply_blockdance(model, config, node_id=unique_id),)
+        hidden = getattr(cls, "hidden", None)
+        node_id = hidden.unique_id if hidden is not None else None
+        return io.NodeOutput(apply_blockdance(model, GroupPolicy(config), mode, node_id=node_id))
 
 
-NODE_CLASS_MAPPINGS = {"BlockDancePatch": BlockDancePatch}
-NODE_DISPLAY_NAME_MAPPINGS = {"BlockDancePatch": "BlockDance Patch"}

@@ -5,58 +5,78 @@ import logging
 
 import comfy.patcher_extension as patcher_extension
 
-from ..blockdance_core import BlockDanceConfig, BlockDanceConfigError
+from ..blockdance_core import BlockDanceConfigError, PatchSpec, StepPolicy
+from .description import DESCRIPTION_KEY, PatchDescription
 from .families import detect
-from .hooks import WRAPPER_KEY, BlockPatch, apply_model_wrapper, outer_sample_wrapper
-from .holder import TRANSFORMER_OPTIONS_KEY, BlockDanceHolder
+from .hooks import WRAPPER_KEY, BlockPatch, apply_model_wrapper, outer_sample_wrapper, predict_noise_wrapper
 
 logger = logging.getLogger("BlockDance")
+WRAPPERS = ((patcher_extension.WrappersMP.OUTER_SAMPLE, outer_sample_wrapper),
+            (patcher_extension.WrappersMP.PREDICT_NOISE, predict_noise_wrapper),
+            (patcher_extension.WrappersMP.APPLY_MODEL, apply_model_wrapper))
 
 
-def apply_blockdance(model, config: BlockDanceConfig, node_id=None):
-    """Return a patched clone of `model` (a ComfyUI ModelPatcher)."""
+def apply_blockdance(model, policy: StepPolicy, mode: str, node_id=None):
+    """Return a patched clone of `model` (a ComfyUI ModelPatcher) driven by `policy`; `mode` is what
+    the user chose, for the log line."""
     diffusion_model = model.get_model_object("diffusion_model")
     family = detect(diffusion_model)
     blocks = family.blocks(diffusion_model)
-    holder = BlockDanceHolder(config, family, len(blocks), node_id)
-    cache_stage = blocks[holder.engine.cache_index][0]
-    if config.mode == "delta" and not cache_stage.delta_ok:
-        last_ok = max((i for i, (s, _) in enumerate(blocks) if s.delta_ok), default=-1)
-        raise BlockDanceConfigError(
-            f"delta mode on {family.name} needs the cache point within the first {last_ok + 1} of its "
-            f"{len(blocks)} blocks (depth <= {(last_ok + 1) / len(blocks):.2f}); depth={config.depth} puts it at "
-            f"block {holder.engine.cache_index}, whose layout the block-0 input does not map onto. "
-            "Lower depth or use mode=blockdance.")
+    spec = PatchSpec(policy, len(blocks), family.batch_dim, tuple(family.stages.index(s) for s, _ in blocks))
+    _check_delta(policy, family, diffusion_model, blocks)
+    hooked = [(index, *blocks[index]) for index in spec.hooked_blocks]
+    hook_keys = tuple((stage.replace_name, local) for _, stage, local in hooked if stage.replace_name is not None)
+    description = PatchDescription(spec, family, mode, hook_keys, node_id)
 
     patched = model.clone()
     transformer_options = patched.model_options.setdefault("transformer_options", {})
     if "torch_compile_kwargs" in patched.model_options:
-        logger.warning("BlockDance: the model is set up for torch.compile; skipped blocks may cause recompiles")
+        logger.warning("BlockDance: the model is set up for torch.compile; BlockDance's bookkeeping runs outside "
+                       "the compiled graph")
     _remove_previous(patched, transformer_options)
-    transformer_options[TRANSFORMER_OPTIONS_KEY] = holder
-
+    transformer_options[DESCRIPTION_KEY] = description
     dit = transformer_options.get("patches_replace", {}).get("dit", {})
-    for index in holder.engine.hooked_blocks:
-        stage, local = blocks[index]
+    for index, stage, local in hooked:
         if stage.replace_name is None:
             continue  # reached through the container swap
         existing = dit.get((stage.replace_name, local))
         if existing is not None:
             logger.warning("BlockDance: %s %d already has a patch from another node; it runs inside "
                            "BlockDance's whenever the block is computed", stage.replace_name, local)
-        patched.set_model_patch_replace(BlockPatch(holder, index, stage, inner=existing), "dit",
+        patched.set_model_patch_replace(BlockPatch(description, index, stage, inner=existing), "dit",
                                         stage.replace_name, local)
-    patched.add_wrapper_with_key(patcher_extension.WrappersMP.OUTER_SAMPLE, WRAPPER_KEY, outer_sample_wrapper)
-    patched.add_wrapper_with_key(patcher_extension.WrappersMP.APPLY_MODEL, WRAPPER_KEY, apply_model_wrapper)
+    for wrapper_type, wrapper in WRAPPERS:
+        patched.add_wrapper_with_key(wrapper_type, WRAPPER_KEY, wrapper)
     return patched
+
+
+def _check_delta(policy: StepPolicy, family, diffusion_model, blocks) -> None:
+    """Refuse delta where the block-0 input does not map onto the cache point's layout, or where the
+    model adds into the hidden state between blocks (delta would count that twice)."""
+    num_blocks = len(blocks)
+    for block_range, mode in policy.ranges(num_blocks):
+        if mode != "delta":
+            continue
+        residuals = family.residual_reason(diffusion_model)
+        if residuals:
+            raise BlockDanceConfigError(
+                f"mode=delta cannot be used here: {residuals}, so delta would count it twice. Use mode=blockdance.")
+        last = block_range[-1]
+        if not blocks[last][0].delta_ok:
+            last_ok = max((i for i, (s, _) in enumerate(blocks) if s.delta_ok), default=-1)
+            raise BlockDanceConfigError(
+                f"delta mode on {family.name} needs the cache point within the first {last_ok + 1} of its "
+                f"{num_blocks} blocks (depth <= {(last_ok + 1) / num_blocks:.2f}); the chosen depth puts it at "
+                f"block {last}, whose layout the block-0 input does not map onto. "
+                "Lower depth or use mode=blockdance.")
 
 
 def _remove_previous(patched, transformer_options) -> None:
     """A second BlockDance Patch replaces the first instead of stacking on it."""
-    if TRANSFORMER_OPTIONS_KEY not in transformer_options:
+    if DESCRIPTION_KEY not in transformer_options:
         return
     logger.warning("BlockDance: the model was already patched by BlockDance; the new settings replace the old")
-    transformer_options.pop(TRANSFORMER_OPTIONS_KEY)
+    transformer_options.pop(DESCRIPTION_KEY)
     dit = transformer_options.get("patches_replace", {}).get("dit", {})
     for key, patch in list(dit.items()):
         if isinstance(patch, BlockPatch):
@@ -64,5 +84,5 @@ def _remove_previous(patched, transformer_options) -> None:
                 dit[key] = patch.inner
             else:
                 del dit[key]
-    for wrapper_type in (patcher_extension.WrappersMP.OUTER_SAMPLE, patcher_extension.WrappersMP.APPLY_MODEL):
+    for wrapper_type, _ in WRAPPERS:
         patched.remove_wrappers_with_key(wrapper_type, WRAPPER_KEY)

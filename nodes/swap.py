@@ -3,7 +3,8 @@ Lumina2 / Z-Image, Cosmos Predict2).
 
 ComfyUI's own torch_compile helper does the same inside a wrapper: replace the container for
 one forward and restore it in `finally`. A permanent swap would change the module paths that
-weight patches, LoRA and lowvram loading walk. Only blocks 0..i get a proxy.
+weight patches, LoRA and lowvram loading walk. Only the hooked blocks get a proxy; the proxies
+belong to the sampler run (they are built once per run and dropped with it).
 """
 from __future__ import annotations
 
@@ -15,21 +16,20 @@ from .families.base import get_attr_path
 
 
 class BlockProxy(torch.nn.Module):
-    def __init__(self, block: torch.nn.Module, holder, index: int, stage):
+    def __init__(self, block: torch.nn.Module, run, index: int, stage):
         super().__init__()
         # Not registered as a submodule: the proxy must not show up in named_modules() paths.
         object.__setattr__(self, "_target", block)
+        object.__setattr__(self, "_run", run)
         self.index = index
         self.stage = stage
-        object.__setattr__(self, "_holder", holder)
 
     def forward(self, *args, **kwargs):
-        block, stage = self._target, self.stage
-        if self._holder.engine.runs_plainly(self.index):
+        block, stage, run = self._target, self.stage, self._run
+        if run.runs_plainly(self.index):
             return block(*args, **kwargs)
         state = stage.swap_state(args, kwargs)
-        out = self._holder.engine.run_block(
-            self.index, state, lambda s: stage.swap_call(block, s, args, kwargs), stage.from_block0)
+        out = run.run_block(self.index, state, lambda s: stage.swap_call(block, s, args, kwargs), stage.from_block0)
         return stage.swap_output(out) if stage.swap_output is not None else out
 
     def __getattr__(self, name):
@@ -39,28 +39,28 @@ class BlockProxy(torch.nn.Module):
             return getattr(object.__getattribute__(self, "_target"), name)  # e.g. Cosmos' x_format
 
 
-def _proxied(container: torch.nn.ModuleList, holder, first_index: int, stage) -> torch.nn.ModuleList:
-    hooked = holder.engine.hooked_blocks
+def _proxied(container: torch.nn.ModuleList, run, first_index: int, stage) -> torch.nn.ModuleList:
+    hooked = run.spec.hooked_blocks
     return torch.nn.ModuleList(
-        BlockProxy(block, holder, first_index + i, stage) if first_index + i in hooked else block
+        BlockProxy(block, run, first_index + i, stage) if first_index + i in hooked else block
         for i, block in enumerate(container))
 
 
 @contextmanager
-def swapped_blocks(diffusion_model: torch.nn.Module, holder):
-    """Within the block, the swap stages' containers hold proxies for the hooked blocks."""
+def swapped_blocks(diffusion_model: torch.nn.Module, run, description):
+    """Within the block, the swap stages' containers hold the run's proxies for the hooked blocks."""
     restore = []
     first_index = 0
     try:
-        for stage in holder.family.stages:
+        for stage in description.family.stages:
             container = get_attr_path(diffusion_model, stage.container)
             if stage.replace_name is None and container is not None:
-                key = id(container)
-                if key not in holder.swap_cache:
-                    holder.swap_cache[key] = _proxied(container, holder, first_index, stage)
+                key = ("swap", id(container))
+                if key not in run.scratch:
+                    run.scratch[key] = _proxied(container, run, first_index, stage)
                 parent_path, _, name = stage.container.rpartition(".")
                 parent = get_attr_path(diffusion_model, parent_path) if parent_path else diffusion_model
-                setattr(parent, name, holder.swap_cache[key])
+                setattr(parent, name, run.scratch[key])
                 restore.append((parent, name, container))
             first_index += len(container) if container is not None else 0
         yield

@@ -1,20 +1,57 @@
-"""The end-of-run `BlockDance:` log line, also shown on the node in the UI."""
+"""Where a finished run's record goes: the `BlockDance:` log line (a contract other tools parse), the
+node's text in the UI, a websocket event with the per-step record for the web extension, and any
+in-process listener (tests, benchmarks)."""
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, List
+
+from ..blockdance_core import RunRecord
 
 logger = logging.getLogger("BlockDance")
+EVENT = "blockdance.run"
+_listeners: List[Callable[["RunReport"], None]] = []
 
 
-def report(holder, stats) -> str:
-    line = holder.log_line(stats)
+@dataclass
+class RunReport:
+    description: object   # PatchDescription
+    record: RunRecord
+    line: str
+
+
+@contextmanager
+def recorded_runs():
+    """Collect the report of every sampler run that ends inside the block."""
+    reports: List[RunReport] = []
+    _listeners.append(reports.append)
+    try:
+        yield reports
+    finally:
+        _listeners.remove(reports.append)
+
+
+def headline(record: RunRecord) -> str:
+    return (f"reused {len(record.steps_reused)}/{record.num_steps} · ideal {record.ideal_speedup:.2f}x · "
+            f"cache {record.cache_peak_bytes / 2**20:.1f} MB")
+
+
+def report(description, record: RunRecord) -> str:
+    line = description.log_line(record)
     logger.info(line)
-    if holder.node_id is not None:
-        _show_on_node(holder.node_id, line)
+    for note in record.notes:
+        logger.warning("BlockDance: %s", note)
+    run_report = RunReport(description, record, line)
+    for listener in list(_listeners):
+        listener(run_report)
+    if description.node_id is not None:
+        _send_to_ui(description.node_id, record, line)
     return line
 
 
-def _show_on_node(node_id: str, line: str) -> None:
+def _send_to_ui(node_id: str, record: RunRecord, line: str) -> None:
     try:
         from server import PromptServer  # ComfyUI's server; absent when ComfyUI runs in-process
         instance = getattr(PromptServer, "instance", None)
@@ -23,6 +60,8 @@ def _show_on_node(node_id: str, line: str) -> None:
     if instance is None:
         return
     try:
-        instance.send_progress_text(line.replace("BlockDance: ", "").replace(" ", "\n"), node_id)
-    except Exception as err:  # the UI text is a courtesy; never fail a finished run over it
-        logger.debug("BlockDance: could not show stats on node %s: %s", node_id, err)
+        text = "\n".join([headline(record), line.replace("BlockDance: ", ""), *record.notes])
+        instance.send_progress_text(text, node_id)
+        instance.send_sync(EVENT, {"node": str(node_id), "line": line, "record": record.to_dict()})
+    except Exception as err:  # the UI is a courtesy; never fail a finished run over it
+        logger.debug("BlockDance: could not show the run on node %s: %s", node_id, err)

@@ -1,12 +1,13 @@
 """Wan VACE: keep the VACE branch from computing inside the skipped range.
 
 VaceWanModel runs `c_skip, c = vace_blocks[k](c, x=x_orig, ...)` after each mapped layer and adds
-`x += c_skip * strength`, outside the block hook (wan/model.py:781-788). On a reuse step the
-VACE blocks mapped to layers 0..i would still compute, and their in-place add would land on the
+`x += c_skip * strength`, outside the block hook (wan/model.py:781-788). On a reuse step the VACE
+blocks mapped to skipped layers would still compute, and their in-place add would land on the
 block-0 input that later VACE blocks read as `x_orig`. So for the forward the VACE list holds
-proxies: on a cache forward the last VACE block inside the range runs and its outputs are kept
-(its hint `c` always, its skip only when it sits at the cache point); on a reuse forward the
-earlier ones add zero and pass the hint through, and the last one replays what was kept.
+proxies: on a cache forward the last VACE block inside the step's range runs and its outputs are
+kept (its hint `c` always, its skip only when it sits on the range's last block, whose output is
+kept before the add); on a reuse forward the earlier ones add zero and pass the hint through, and
+the last one replays what was kept. The proxies and what they keep belong to the sampler run.
 """
 from __future__ import annotations
 
@@ -14,53 +15,51 @@ from contextlib import contextmanager
 
 import torch
 
-from ..blockdance_core import StepAction
+from ..blockdance_core import StepKind
 
 
 class VaceProxy(torch.nn.Module):
-    def __init__(self, block: torch.nn.Module, holder, layer: int, is_last: bool):
+    def __init__(self, block: torch.nn.Module, run, layer: int, mapped_layers: tuple):
         super().__init__()
         object.__setattr__(self, "_target", block)
-        object.__setattr__(self, "_holder", holder)
+        object.__setattr__(self, "_run", run)
         self.layer = layer
-        self.is_last = is_last
-        self._call = None
-        self._calls_in_forward = 0
+        self.mapped_layers = mapped_layers   # every layer that has a VACE block, ascending
 
     def forward(self, c, **kwargs):
-        engine = self._holder.engine
-        if self._call is not engine.call:  # one call per VACE context (c list entry) and forward
-            self._call, self._calls_in_forward = engine.call, 0
-        name = f"vace:{self._calls_in_forward}"
-        self._calls_in_forward += 1
-        at_cache_point = self.layer == engine.cache_index
-        if engine.current_action is StepAction.REUSE and engine.can_replay_side(name):
-            if not self.is_last:
+        run = self._run
+        kind = run.current_kind
+        if kind not in (StepKind.CACHE, StepKind.REUSE) or self.layer not in run.call.action.blocks:
+            return self._target(c, **kwargs)
+        blocks = run.call.action.blocks
+        is_last = self.layer == max(layer for layer in self.mapped_layers if layer in blocks)
+        name = run.side_name("vace") if is_last else "vace:0"
+        if kind is StepKind.REUSE and run.can_replay_side(name):
+            if not is_last:
                 return torch.zeros_like(kwargs["x"]), c
-            skip, hint = engine.replay_side(name)
+            skip, hint = run.replay_side(name)
             return (skip if skip is not None else torch.zeros_like(kwargs["x"])), hint
         out = self._target(c, **kwargs)
-        if self.is_last:
-            engine.keep_side(name, (out[0] if at_cache_point else None, out[1]))
+        if is_last:
+            run.keep_side(name, (out[0] if self.layer == blocks[-1] else None, out[1]))
         return out
 
 
 @contextmanager
-def vace_swapped(diffusion_model: torch.nn.Module, holder):
+def vace_swapped(diffusion_model: torch.nn.Module, run):
     mapping = getattr(diffusion_model, "vace_layers_mapping", {})  # layer -> VACE block index
-    inside = {layer: k for layer, k in mapping.items() if layer <= holder.engine.cache_index}
+    inside = {layer: k for layer, k in mapping.items() if layer in run.spec.hooked_blocks}
     original = getattr(diffusion_model, "vace_blocks", None)
     if not inside or original is None:
         yield
         return
     key = ("vace", id(original))
-    if key not in holder.swap_cache:
-        last_layer = max(inside)
+    if key not in run.scratch:
         by_index = {k: layer for layer, k in inside.items()}
-        holder.swap_cache[key] = torch.nn.ModuleList(
-            VaceProxy(block, holder, by_index[k], by_index[k] == last_layer) if k in by_index else block
-            for k, block in enumerate(original))
-    diffusion_model.vace_blocks = holder.swap_cache[key]
+        mapped = tuple(sorted(mapping))
+        run.scratch[key] = torch.nn.ModuleList(
+            VaceProxy(block, run, by_index[k], mapped) if k in by_index else block for k, block in enumerate(original))
+    diffusion_model.vace_blocks = run.scratch[key]
     try:
         yield
     finally:

@@ -41,10 +41,17 @@ class Family:
     notes: str = ""
     # Extra work a family needs around a forward (e.g. Wan VACE's side branch); see nodes/vace.py.
     extras: Tuple[str, ...] = field(default_factory=tuple)
+    # Classes whose forward adds into the hidden state between blocks, outside the block hook: delta
+    # would count those residuals twice (class path -> what adds them).
+    residuals_between_blocks: Tuple[Tuple[str, str], ...] = field(default_factory=tuple)
 
     @property
     def uses_swap(self) -> bool:
         return any(s.replace_name is None for s in self.stages)
+
+    def residual_reason(self, diffusion_model: torch.nn.Module) -> Optional[str]:
+        paths = {f"{c.__module__}.{c.__qualname__}" for c in type(diffusion_model).__mro__}
+        return next((why for path, why in self.residuals_between_blocks if path in paths), None)
 
     def blocks(self, diffusion_model: torch.nn.Module) -> List[Tuple[Stage, int]]:
         """(stage, index within stage) for every block, in execution order."""

@@ -6,7 +6,15 @@ import torch
 from blockdance_core import parse_log_line
 
 from benchmarks.comfy_env import PACK_MODULE  # re-exported for the tests
-from benchmarks.measure import BlockCounter, holder_of, patch, sample_tiny as sample  # re-exported for the tests
+from benchmarks.measure import (BlockCounter, description_of, node, patch, record_of, recorded_runs,  # re-exported
+                                sample_tiny as sample)
+
+
+def sample_recorded(pack, model, tm, **kwargs):
+    """Sample and return (output, the run's record)."""
+    with recorded_runs(pack) as reports:
+        out = sample(model, tm, **kwargs)
+    return out, record_of(reports, model)
 
 
 class LogCapture(logging.Handler):

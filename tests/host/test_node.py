@@ -4,7 +4,7 @@ import sys
 import pytest
 import torch
 
-from helpers import PACK_MODULE, holder_of, patch, sample
+from helpers import PACK_MODULE, description_of, patch, recorded_runs, sample
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ def test_patching_twice_replaces_instead_of_stacking(pack, sd3):
     twice = patch(pack, once, depth=0.25)
     dit = twice.model_options["transformer_options"]["patches_replace"]["dit"]
     assert sorted(dit) == [("double_block", 0)]
-    assert len(twice.wrappers["apply_model"]["blockdance"]) == 1
+    assert all(len(twice.wrappers[kind]["blockdance"]) == 1 for kind in ("apply_model", "outer_sample", "predict_noise"))
 
 
 def test_delta_on_a_stage_it_cannot_map_is_a_clear_error(pack, tiny):
@@ -59,16 +59,20 @@ def test_delta_on_a_stage_it_cannot_map_is_a_clear_error(pack, tiny):
     assert "depth <= 0.40" in str(err.value) and "mode=blockdance" in str(err.value)
 
 
-def test_a_clone_made_downstream_gets_its_own_clean_state(pack, sd3):
+def test_a_clone_made_downstream_shares_the_description_and_runs_on_its_own(pack, sd3):
     """A LoRA or other patch node placed after ours clones the model, which deep-copies
-    model_options: the copy's block patches must drive the copy's own engine."""
+    model_options: the immutable description is shared, the copy's patches still recognise it, and
+    each sampling run gets a run object of its own."""
     patched = patch(pack, sd3.patcher, N=2, start_percent=0.0)
     downstream = patched.clone()
-    holder = holder_of(downstream)
-    assert holder is not holder_of(patched)
+    description = description_of(downstream)
+    assert description is description_of(patched)
     dit = downstream.model_options["transformer_options"]["patches_replace"]["dit"]
-    assert all(p.holder is holder for p in dit.values())
-    out = sample(downstream, sd3)
-    assert holder.last_stats is not None and len(holder.last_stats.steps_reused) > 0
-    assert holder_of(patched).last_stats is None
-    assert torch.equal(out, sample(patched, sd3))
+    assert all(p.description is description for p in dit.values())
+    assert dit[("double_block", 0)] is not patched.model_options["transformer_options"]["patches_replace"]["dit"][("double_block", 0)]
+    with recorded_runs(pack) as reports:
+        out = sample(downstream, sd3)
+        again = sample(patched, sd3)
+    assert torch.equal(out, again)
+    assert len(reports) == 2 and reports[0].record is not reports[1].record
+    assert reports[0].record.to_dict() == reports[1].record.to_dict() and reports[0].record.steps_reused

@@ -4,7 +4,8 @@ import sys
 import pytest
 import torch
 
-from helpers import PACK_MODULE, BlockCounter, LogCapture, assert_finite, holder_of, patch, rel_err, sample
+from helpers import (PACK_MODULE, BlockCounter, LogCapture, assert_finite, description_of, patch, recorded_runs,
+                     rel_err, sample, sample_recorded)
 
 FAMILIES = ["flux", "sd3", "wan21", "wan_vace", "pixart_alpha", "pixart_sigma", "hunyuan_video", "ltxv",
             "qwen_image", "auraflow", "mochi", "chroma", "flux2", "hunyuan_image21", "hidream", "lumina2",
@@ -51,20 +52,19 @@ def test_skipped_blocks_do_not_run_and_log_matches(pack, tm):
     counter = BlockCounter(dm, [s.container for s in family.stages])
     log = LogCapture()
     try:
-        sample(patched, tm, steps=steps, cfg=2.0)
+        _, record = sample_recorded(pack, patched, tm, steps=steps, cfg=2.0)
     finally:
         counter.close()
         log.close()
-    engine = holder_of(patched).engine
     reuse_steps = [k for k in range(4, 10) if (k - 4) % N]          # window steps 4..9, groups of 2
-    skipped = engine.skipped
+    skipped = len(description_of(patched).spec.hooked_blocks)
     assert counter.counts == [steps - len(reuse_steps)] * skipped + [steps] * (tm.num_blocks - skipped)
     (run,) = log.runs()
     assert run["reused"] == f"{len(reuse_steps)}/{steps}"
     assert run["blocks_skipped"] == f"{len(reuse_steps) * skipped}/{steps * tm.num_blocks}"
     assert run["ideal"] == f"{steps * tm.num_blocks / (steps * tm.num_blocks - len(reuse_steps) * skipped):.2f}x"
-    assert holder_of(patched).last_stats.cache_peak_bytes > 0 and run["mode"] == "blockdance"
-    assert len(engine.cache) == 0  # freed at run end
+    assert record.cache_peak_bytes > 0 and run["mode"] == "blockdance"
+    assert [s.done for s in record.steps] == ["full"] * 4 + ["cache", "reuse"] * 3
 
 
 def test_modes_differ_and_stay_finite(pack, tm):
@@ -80,8 +80,8 @@ def test_modes_differ_and_stay_finite(pack, tm):
 def test_cond_uncond_batched_or_split_never_mix(pack, tm, monkeypatch):
     import comfy.model_management
     patched = bd_patch(pack, tm, mode="delta", N=3, start_percent=0.2)
-    batched = sample(patched, tm)
-    assert holder_of(patched).last_stats.model_calls == 10  # one batched forward per step
+    batched, record = sample_recorded(pack, patched, tm)
+    assert record.model_calls == 10  # one batched forward per step
     real = comfy.model_management.get_free_memory
 
     def no_room_to_batch(dev=None, torch_free_too=False):  # what calc_cond_batch sees when memory is short
@@ -90,11 +90,11 @@ def test_cond_uncond_batched_or_split_never_mix(pack, tm, monkeypatch):
     monkeypatch.setattr(comfy.model_management, "get_free_memory", no_room_to_batch)
     log = LogCapture()
     try:
-        split = sample(patched, tm)
+        split, record = sample_recorded(pack, patched, tm)
     finally:
         log.close()
     (run,) = log.runs()
-    assert holder_of(patched).last_stats.model_calls == 20  # cond and uncond as separate forwards
+    assert record.model_calls == 20  # cond and uncond as separate forwards
     assert int(run["reused"].split("/")[0]) > 0
     assert rel_err(split, batched) < 1e-4
 
@@ -125,9 +125,9 @@ def test_runs_are_repeatable_and_start_clean(pack, tiny, tm):
     first = sample(patched, tm)
     # A second KSampler at another resolution (hires-fix style) on the same patched model.
     big = tiny.build(tm.family, seed=0, **size(tm.family, hires=True))
-    hires = sample(patched, tm, latent=big.latent)
+    hires, record = sample_recorded(pack, patched, tm, latent=big.latent)
     assert_finite(hires)
-    assert holder_of(patched).last_stats.fallback_calls == 0
+    assert record.fallback_calls == 0
     assert torch.equal(first, sample(patched, tm))
 
 
@@ -139,29 +139,47 @@ def test_interrupted_run_leaves_nothing_behind(pack, tm):
         if step == 4:
             raise KeyboardInterrupt("user pressed cancel")
 
-    with pytest.raises(KeyboardInterrupt):
+    with recorded_runs(pack) as reports, pytest.raises(KeyboardInterrupt):
         sample(patched, tm, callback=interrupt)
-    engine = holder_of(patched).engine
-    assert len(engine.cache) == 0 and engine.call is None
+    (report,) = reports   # the interrupted run was reported and its cache freed
+    assert report.record.steps[4].calls == 1 and report.record.steps[5].calls == 0
+    assert RUN_KEY not in patched.model_options["transformer_options"]
     assert torch.equal(clean, sample(patched, tm))
 
 
 def test_cached_features_are_not_modified_after_storing(pack, tm):
     """ComfyUI blocks and ControlNet adds modify hidden states in place; the stored copy must not move."""
     patched = patch(pack, tm.patcher, N=3, start_percent=0.0, end_percent=1.0)
-    engine = holder_of(patched).engine
+    runs = _spy_runs(description_of(patched).spec)
     snapshots = []
 
     def check(step, *args):
-        for key, entry in engine.cache._entries.items():
+        cache = runs[-1].cache
+        for key in cache.keys():
+            entry = cache.entry(key)
             leaves = [t.clone() for t in _leaves(entry.features)]
-            for old_key, old_sigma, old_leaves in snapshots:
-                if old_key == key and old_sigma == entry.sigma:
+            for old_key, old_step, old_leaves in snapshots:
+                if old_key == key and old_step == entry.step:
                     assert all(torch.equal(a, b) for a, b in zip(old_leaves, leaves))
-            snapshots.append((key, entry.sigma, leaves))
+            snapshots.append((key, entry.step, leaves))
 
     sample(patched, tm, callback=check)
     assert len({(k, s) for k, s, _ in snapshots}) < len(snapshots)  # entries were seen across steps
+
+
+def _spy_runs(spec):
+    """Keep every run object the spec makes (the spec is frozen, so wrap its factory on the instance)."""
+    runs, make = [], type(spec).new_run
+
+    def new_run(timeline):
+        runs.append(make(spec, timeline))
+        return runs[-1]
+
+    object.__setattr__(spec, "new_run", new_run)
+    return runs
+
+
+RUN_KEY = "blockdance_run"
 
 
 def _leaves(tree):
@@ -186,6 +204,6 @@ def test_checkpoint_loaded_by_stock_unet_loader(pack, tiny, tmp_path, family):
     assert type(loaded.get_model_object("diffusion_model")).__name__ == tm.diffusion_model_class
     assert torch.equal(sample(loaded, tm), sample(tm.patcher, tm))
     patched = patch(pack, loaded, N=2, start_percent=0.0)
-    out = sample(patched, tm)
+    out, record = sample_recorded(pack, patched, tm)
     assert_finite(out)
-    assert len(holder_of(patched).last_stats.steps_reused) > 0
+    assert len(record.steps_reused) > 0

@@ -138,7 +138,8 @@ def test_node_is_registered_with_tooltips(server):
     required = info["input"]["required"]
     assert list(required) == ["model", "mode", "depth", "N", "start_percent", "end_percent"]
     assert all(spec[1].get("tooltip") for spec in required.values())
-    assert required["mode"][0] == ["blockdance", "delta"]
+    assert required["mode"][1]["options"] == ["blockdance", "delta"]
+    assert required["depth"][1]["default"] == 0.75 and required["N"][1]["default"] == 2
     assert info["output"] == ["MODEL"]
 
 
@@ -158,7 +159,7 @@ def test_example_workflows_are_listed_and_use_known_nodes(server):
             assert src in ids and dst in ids, f"{name}: link {link_id} dangles"
         for node in (n for n in wf["nodes"] if n["type"] == "BlockDancePatch"):
             mode, depth, n_, start, end = node["widgets_values"]
-            assert mode in required["mode"][0]
+            assert mode in required["mode"][1]["options"]
             assert required["depth"][1]["min"] <= depth <= required["depth"][1]["max"] and n_ >= 1 and start < end
 
 
@@ -167,7 +168,7 @@ def test_prompt_over_http_logs_and_shows_stats(server):
     import aiohttp
 
     client_id = uuid.uuid4().hex
-    texts = []
+    texts, events = [], []
 
     async def run():
         async with aiohttp.ClientSession() as session:
@@ -176,7 +177,7 @@ def test_prompt_over_http_logs_and_shows_stats(server):
                 patched = prompt({"mode": "blockdance", "depth": 0.75, "N": 2, "start_percent": 0.4, "end_percent": 0.95})
                 entry = await loop.run_in_executor(None, server.run_prompt, patched, client_id)
                 deadline = time.time() + 10
-                while time.time() < deadline and not any("family=sd3" in t for t in texts):
+                while time.time() < deadline and not (any("family=sd3" in t for t in texts) and events):
                     try:
                         msg = await ws.receive(timeout=1)
                     except asyncio.TimeoutError:
@@ -186,13 +187,21 @@ def test_prompt_over_http_logs_and_shows_stats(server):
                         node_len = struct.unpack(">I", msg.data[4:8])[0]
                         node_id, text = msg.data[8:8 + node_len].decode(), msg.data[8 + node_len:].decode()
                         texts.append(f"{node_id}|{text}")
+                    elif msg.type == aiohttp.WSMsgType.TEXT and json.loads(msg.data).get("type") == "blockdance.run":
+                        events.append(json.loads(msg.data)["data"])
                 return entry
 
     entry = asyncio.run(run())
     assert torch.isfinite(latent_of(server, entry)).all()
     lines = [line for line in server.log().splitlines() if "BlockDance: family=sd3" in line]
     assert lines and "reused=3/10" in lines[-1] and "blocks_skipped=9/40" in lines[-1]
-    assert any(t.startswith("bd|") and "family=sd3" in t for t in texts), texts
+    shown = [t for t in texts if t.startswith("bd|") and "family=sd3" in t]
+    assert shown and shown[-1].split("|", 1)[1].startswith("reused 3/10 · ideal 1.29x"), texts
+    (event,) = events
+    assert event["node"] == "bd" and event["line"] in lines[-1]
+    steps = event["record"]["steps"]
+    assert [s["done"] for s in steps] == ["full"] * 4 + ["cache", "reuse"] * 3
+    assert sum(s["blocks_skipped"] for s in steps) == 9 and event["record"]["num_blocks"] == 4
 
 
 def test_n1_over_http_is_bit_identical(server):

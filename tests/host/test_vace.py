@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from helpers import BlockCounter, assert_finite, holder_of, patch, rel_err, sample
+from helpers import BlockCounter, assert_finite, patch, rel_err, sample, sample_recorded
 
 
 @pytest.fixture(scope="module")
@@ -18,11 +18,11 @@ def test_vace_blocks_inside_the_range_skip_on_reuse(pack, vace, depth, inside, m
     patched = patch(pack, vace.patcher, mode=mode, depth=depth, N=2, start_percent=0.0, end_percent=1.0)
     counter = BlockCounter(dm, ["vace_blocks"])
     try:
-        out = sample(patched, vace, steps=10)
+        out, record = sample_recorded(pack, patched, vace, steps=10)
     finally:
         counter.close()
     assert_finite(out)
-    reused = len(holder_of(patched).last_stats.steps_reused)
+    reused = len(record.steps_reused)
     assert reused == 5
     expected = [10 - reused if k in inside else 10 for k in range(2)]
     assert counter.counts == expected
@@ -42,11 +42,11 @@ def test_vace_reuse_leaves_the_block0_input_alone(pack, vace):
             lambda module, args, kwargs: seen_by_vace.append(kwargs["x"].clone()), with_kwargs=True),
     ]
     try:
-        sample(patched, vace, steps=6)
+        _, record = sample_recorded(pack, patched, vace, steps=6)
     finally:
         for h in hooks:
             h.remove()
-    assert len(holder_of(patched).last_stats.steps_reused) == 3
+    assert len(record.steps_reused) == 3
     assert len(embedded) == len(seen_by_vace) == 6
     for x_orig, x_seen in zip(embedded, seen_by_vace):
         assert torch.equal(x_orig, x_seen)

@@ -1,0 +1,135 @@
+"""The step-policy seam: one interface turns (step, what is known so far) into a StepAction.
+
+Fixed groups (BlockDance-N), explicit masks, calibrated schedules and learned policies (Ada re-plans
+once at step rho from the latent) are all implementations. A policy object is immutable and shared by
+every clone of a patched model; `start` gives the per-run state, which lives on the sampling run.
+
+Batch rule: the engine decides once per step for the whole forward batch (every conditioning chunk and
+every sample in it), at the step's first forward, because skipping blocks for some rows of a batch
+and not others would mean splitting the batch. A per-instance policy that sees samples wanting
+different actions folds them into one decision (Ada: the mean of the samples' probabilities).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, List, Optional, Sequence, Tuple
+
+from .actions import StepAction
+from .config import BlockDanceConfig, BlockDanceConfigError, check_depth, check_mode, skipped_blocks
+from .schedule import group_reuse, plan_from_reuse, resample
+from .timeline import Timeline
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What a policy may look at when a step is decided: at the step's first forward, when the first
+    hooked block is reached (so the block input exists and nothing has been skipped yet)."""
+    step: int
+    timeline: Timeline
+    x: Any = None             # the noisy latent entering the model in that forward
+    context: Any = None       # the conditioning tensor of that forward, when the host gives one
+    block_input: Any = None   # the input state of the first hooked block
+    record: Any = None        # the run's record so far (RunRecord)
+
+
+class PolicyRun:
+    """A policy's state for one sampler run."""
+
+    def decide(self, seen: Observation) -> StepAction:
+        raise NotImplementedError
+
+
+class PlannedRun(PolicyRun):
+    """A plan fixed when the run starts."""
+
+    def __init__(self, plan: List[StepAction]):
+        self.plan = plan
+
+    def decide(self, seen: Observation) -> StepAction:
+        return self.plan[seen.step]
+
+
+class StepPolicy:
+    name = "policy"
+
+    def ranges(self, num_blocks: int) -> Tuple[Tuple[range, str], ...]:
+        """Every (block range, mode) a step of this policy may keep or skip."""
+        raise NotImplementedError
+
+    def blocks(self, num_blocks: int) -> range:
+        """Every block a reuse step of this policy may skip: these blocks get hooks, no others."""
+        ranges = [r for r, _ in self.ranges(num_blocks)]
+        return range(min(r.start for r in ranges), max(r.stop for r in ranges))
+
+    def start(self, timeline: Timeline, num_blocks: int) -> PolicyRun:
+        raise NotImplementedError
+
+    def describe(self, num_blocks: int) -> dict:
+        """key=value pairs for the end-of-run log line."""
+        return {}
+
+
+@dataclass(frozen=True)
+class GroupPolicy(StepPolicy):
+    """BlockDance-N: inside a window of the timeline, one cache step then N-1 reuse steps."""
+    config: BlockDanceConfig
+    name = "groups"
+
+    def ranges(self, num_blocks: int) -> Tuple[Tuple[range, str], ...]:
+        return ((range(self.config.skipped_blocks(num_blocks)), self.config.mode),)
+
+    def start(self, timeline: Timeline, num_blocks: int) -> PolicyRun:
+        c = self.config
+        reuse = group_reuse(timeline, c.N, c.start_percent, c.end_percent)
+        return PlannedRun(plan_from_reuse(reuse, self.blocks(num_blocks), c.mode))
+
+    def describe(self, num_blocks: int) -> dict:
+        c = self.config
+        return {"depth": f"{c.depth:.2f}", "N": c.N, "window": f"{c.start_percent:.2f}-{c.end_percent:.2f}",
+                "cache_block": f"{self.blocks(num_blocks).stop - 1}/{num_blocks}"}
+
+
+@dataclass(frozen=True)
+class MaskPolicy(StepPolicy):
+    """An explicit per-step reuse mask made for len(reuse) evenly spaced steps, read on the timeline."""
+    reuse: tuple
+    depth: float = BlockDanceConfig.depth
+    mode: str = BlockDanceConfig.mode
+    name = "mask"
+
+    def __post_init__(self):
+        object.__setattr__(self, "reuse", validate_mask(self.reuse))
+        check_depth(self.depth)
+        check_mode(self.mode)
+
+    def ranges(self, num_blocks: int) -> Tuple[Tuple[range, str], ...]:
+        return ((range(skipped_blocks(self.depth, num_blocks)), self.mode),)
+
+    def start(self, timeline: Timeline, num_blocks: int) -> PolicyRun:
+        return PlannedRun(plan_from_reuse(resample(self.reuse, timeline), self.blocks(num_blocks), self.mode))
+
+    def describe(self, num_blocks: int) -> dict:
+        return {"depth": f"{self.depth:.2f}", "mask": "".join("R" if r else "-" for r in self.reuse),
+                "cache_block": f"{self.blocks(num_blocks).stop - 1}/{num_blocks}"}
+
+
+def validate_mask(mask: Sequence) -> tuple:
+    values = tuple(mask)
+    if not values:
+        raise BlockDanceConfigError("reuse mask is empty; give one True (reuse) / False (compute) per step")
+    for v in values:
+        if isinstance(v, float) or not isinstance(v, (bool, int)) or int(v) not in (0, 1):
+            raise BlockDanceConfigError(f"reuse mask holds {v!r}; only booleans (True = reuse step) are allowed")
+    return tuple(bool(v) for v in values)
+
+
+def check_action(action: StepAction, hooked: range, step: int, policy: StepPolicy) -> Optional[str]:
+    """Why an action cannot be carried out with the hooks installed (None when it can)."""
+    blocks = action.blocks
+    if action.kind.value == "reuse" and action.source is None:
+        return f"policy {policy.name!r} asked for a reuse at step {step} without naming its cache step"
+    if action.kind.value != "full":
+        if len(blocks) == 0 or blocks.step != 1 or blocks.start < hooked.start or blocks.stop > hooked.stop:
+            return (f"policy {policy.name!r} asked for blocks {blocks.start}..{blocks.stop - 1} at step {step}, "
+                    f"outside the hooked blocks {hooked.start}..{hooked.stop - 1}")
+    return None
