@@ -16,6 +16,7 @@ from contextlib import ExitStack
 from typing import Optional
 
 import comfy.model_patcher
+import torch
 
 from . import telemetry
 from .description import RUN_KEY, PatchDescription, description_of
@@ -39,7 +40,10 @@ class BlockPatch:
         self.stage = stage
         self.inner = inner
 
+    @torch.compiler.disable
     def __call__(self, args, extra):
+        # Fenced from torch.compile (TorchCompileModel): the run's bookkeeping changes every step and
+        # would make dynamo guard and recompile on it; hooked blocks run eagerly, the rest compiled.
         run = _run_of(args.get("transformer_options"), self.description)
         if run is None or run.runs_plainly(self.index):  # no run, or nothing to do here: no state, no closure
             return self.inner(args, extra) if self.inner is not None else extra["original_block"](args)

@@ -24,6 +24,7 @@ class BlockProxy(torch.nn.Module):
         self.index = index
         self.stage = stage
 
+    @torch.compiler.disable   # the run's bookkeeping stays out of torch.compile's graphs (see hooks.BlockPatch)
     def forward(self, *args, **kwargs):
         block, stage, run = self._target, self.stage, self._run
         if run.runs_plainly(self.index):

@@ -26,6 +26,7 @@ class VaceProxy(torch.nn.Module):
         self.layer = layer
         self.mapped_layers = mapped_layers   # every layer that has a VACE block, ascending
 
+    @torch.compiler.disable   # the run's bookkeeping stays out of torch.compile's graphs (see hooks.BlockPatch)
     def forward(self, c, **kwargs):
         run = self._run
         kind = run.current_kind

@@ -43,6 +43,21 @@ PYEOF
   touch "$marker"
 }
 
+# A ComfyUI source tree shipped as a tarball (CI: ../shared/host/comfyui-v0.8.0.tar.gz), unpacked once
+# into the user's cache; used when COMFYUI_PATH is unset and BLOCKDANCE_HOST_TARBALL names the file.
+use_host_tarball() {
+  local tarball="$1" dest="${BLOCKDANCE_CACHE:-$HOME/.cache/blockdance}/host-$(basename "$1" .tar.gz)"
+  if [ ! -f "$dest/comfyui/main.py" ]; then
+    echo "[blockdance] unpacking $tarball into $dest"
+    rm -rf "$dest" && mkdir -p "$dest" && tar xzf "$tarball" -C "$dest"
+  fi
+  COMFYUI_PATH="$dest/comfyui"
+}
+if [ -z "${COMFYUI_PATH:-}" ] && [ -n "${BLOCKDANCE_HOST_TARBALL:-}" ]; then
+  [ -f "$BLOCKDANCE_HOST_TARBALL" ] || { echo "[blockdance] ERROR: BLOCKDANCE_HOST_TARBALL=$BLOCKDANCE_HOST_TARBALL does not exist" >&2; exit 2; }
+  use_host_tarball "$BLOCKDANCE_HOST_TARBALL"
+fi
+
 # Where ComfyUI is: $COMFYUI_PATH, or the ComfyUI this pack is installed in.
 if [ -z "${COMFYUI_PATH:-}" ] && [ -f "$ROOT/../../main.py" ] && [ "$(basename "$(dirname "$ROOT")")" = custom_nodes ]; then
   COMFYUI_PATH="$(cd "$ROOT/../.." && pwd)"

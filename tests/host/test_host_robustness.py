@@ -1,0 +1,298 @@
+"""What ComfyUI and other nodes can do to BlockDance, each case once broken (issue #7, rows R1-R9):
+another patch on a hooked block, ControlNet residuals with delta, VACE memory after a run, Heun,
+repeated sigmas, SkipLayerGuidance in the skipped range, the window on the timeline (denoise < 1,
+chained samplers), SD3's last block with delta, and two runs of clones of one patched model."""
+import weakref
+
+import pytest
+import torch
+
+from helpers import (BlockCounter, assert_finite, description_of, patch, record_of, recorded_runs, rel_err, sample,
+                     sample_recorded)
+
+FLUX_BLOCKS = ["double_blocks", "single_blocks"]   # tiny Flux: 2 double + 3 single; depth 0.75 hooks 0..3
+
+
+@pytest.fixture(scope="module")
+def flux(tiny):
+    return tiny.build("flux", seed=0)
+
+
+def counted(pack, model, tm, containers, **kwargs):
+    """Sample; return the output, the run's record and real executions per block."""
+    counter = BlockCounter(model.get_model_object("diffusion_model"), containers)
+    try:
+        out, record = sample_recorded(pack, model, tm, **kwargs)
+    finally:
+        counter.close()
+    return out, record, counter.counts
+
+
+def spy_runs(model):
+    """Every run object the patched model's spec makes (the spec is frozen: wrap its factory on the
+    instance)."""
+    spec = description_of(model).spec
+    runs, make = [], type(spec).new_run
+
+    def new_run(timeline):
+        runs.append(make(spec, timeline))
+        return runs[-1]
+
+    object.__setattr__(spec, "new_run", new_run)
+    return runs
+
+
+def with_slg(model, double="", single=""):
+    from comfy_extras.nodes_slg import SkipLayerGuidanceDiT
+    return SkipLayerGuidanceDiT.execute(model, scale=3.0, start_percent=0.0, end_percent=1.0,
+                                        double_layers=double, single_layers=single).result[0]
+
+
+# ----------------------------------------------------------------------------------------- R1, R7
+# 8 steps, cfg 2, N=2 over the whole run: 4 reuse steps; one batched main forward per step and one
+# SkipLayerGuidance forward (cond only) per step. Hooked blocks 0..3, block 4 runs always.
+@pytest.mark.parametrize("double, single, expected", [
+    ("0", "", [4, 12, 12, 12, 16]),    # R1: SLG on block 0: its forwards run in full, minus block 0
+    ("0", "1", [4, 12, 12, 4, 16]),    # R1: block 0 and the cache block: blocks 1, 2 must still run
+    ("1", "", [12, 4, 12, 12, 16]),    # R7: a layer inside the skipped range: SLG still skips it
+])
+def test_skip_layer_guidance_on_hooked_blocks_runs_in_full_and_is_reported(pack, flux, double, single, expected):
+    model = with_slg(patch(pack, flux.patcher, depth=0.75, N=2, start_percent=0.0, end_percent=1.0), double, single)
+    out, record, counts = counted(pack, model, flux, FLUX_BLOCKS, steps=8)
+    assert_finite(out)
+    assert counts == expected
+    assert record.steps_reused == {1, 3, 5, 7} and record.displaced_calls == 8
+    assert any("SkipLayerGuidance" in note for note in record.notes)
+
+
+def test_skip_layer_guidance_outside_the_hooked_blocks_keeps_reusing(pack, flux):
+    model = with_slg(patch(pack, flux.patcher, depth=0.75, N=2, start_percent=0.0, end_percent=1.0), "", "2")
+    _, record, counts = counted(pack, model, flux, FLUX_BLOCKS, steps=8)
+    assert counts == [8, 8, 8, 8, 8] and record.displaced_calls == 0   # SLG forwards reuse too; block 4 is SLG's
+
+
+def test_a_patch_placed_after_blockdance_on_block_0_disables_it_cleanly(pack, flux):
+    """R1: a node after BlockDance Patch re-patches block 0 for every forward: no reuse at all, the
+    output is exactly the unpatched one, and the run says what happened."""
+    model = patch(pack, flux.patcher, depth=0.75, N=2, start_percent=0.0, end_percent=1.0).clone()
+    model.set_model_patch_replace(lambda args, extra: extra["original_block"](args), "dit", "double_block", 0)
+    out, record, counts = counted(pack, model, flux, FLUX_BLOCKS, steps=8)
+    assert torch.equal(out, sample(flux.patcher, flux, steps=8))
+    assert counts == [8] * 5 and not record.steps_reused and record.displaced_calls == 8
+    assert any("placed after BlockDance Patch" in note for note in record.notes)
+
+
+# ----------------------------------------------------------------------------------------------- R2
+class ResidualControl:
+    """A ControlNet as the Flux forward sees it: residuals added into the hidden state after every
+    double block ('input') and single block ('output'), in place (flux/model.py:218-262)."""
+
+    def __new__(cls, tokens, width):
+        from comfy.controlnet import ControlBase
+
+        class Control(ControlBase):
+            def get_control(self, x_noisy, t, cond, batched_number, transformer_options):
+                g = torch.Generator().manual_seed(int(float(t.flatten()[0]) * 1e6))
+                fresh = lambda: 0.3 * torch.randn(x_noisy.shape[0], tokens, width, generator=g)
+                return {"input": [fresh(), fresh()], "middle": [], "output": [fresh() for _ in range(3)]}
+
+        return Control()
+
+
+def with_control(tm, tokens=16, width=128):
+    control = ResidualControl(tokens, width)
+    add = lambda conds: [[c, {**extra, "control": control, "control_apply_to_uncond": True}] for c, extra in conds]
+    return type(tm)(**{**tm.__dict__, "positive": add(tm.positive), "negative": add(tm.negative)})
+
+
+def test_delta_with_a_controlnet_falls_back_to_blockdance(pack, flux):
+    """R2: delta adds the cached F_i - F_0, which already holds the residuals added between the skipped
+    blocks at the cache step, to an input that gets this step's residuals again."""
+    controlled = with_control(flux)
+    settings = dict(depth=0.75, N=2, start_percent=0.0, end_percent=1.0)
+    delta, record = sample_recorded(pack, patch(pack, flux.patcher, mode="delta", **settings), controlled, steps=8)
+    blockdance = sample(patch(pack, flux.patcher, mode="blockdance", **settings), controlled, steps=8)
+    assert torch.equal(delta, blockdance)
+    assert record.downgraded_calls == 8 and record.steps_reused == {1, 3, 5, 7}   # every forward
+    assert any("ControlNet" in note for note in record.notes)
+    # without the ControlNet, delta is delta
+    assert not torch.equal(sample(patch(pack, flux.patcher, mode="delta", **settings), flux, steps=8),
+                           sample(patch(pack, flux.patcher, mode="blockdance", **settings), flux, steps=8))
+    uncached = sample(flux.patcher, controlled, steps=8)
+    assert rel_err(delta, uncached) < 0.5
+
+
+# ----------------------------------------------------------------------------------------------- R3
+@pytest.mark.parametrize("interrupt_at", [None, 5])
+def test_vace_keeps_nothing_alive_after_the_run(pack, tiny, interrupt_at):
+    """R3: the last step reuses (end_percent = 1.0), or the run is interrupted: no cached tensor (VACE
+    side results included) may outlive the run."""
+    vace = tiny.build("wan_vace", seed=0)
+    model = patch(pack, vace.patcher, depth=0.75, N=2, start_percent=0.0, end_percent=1.0)
+    runs = spy_runs(model)
+    held, side = [], []
+
+    def watch(step, *rest):
+        cache = runs[-1].cache
+        for key in cache.keys():
+            entry = cache.entry(key)
+            held.extend(weakref.ref(t) for t in entry.features.values())
+            side.extend(weakref.ref(t) for value in entry.side.values() for t in value if t is not None)
+        if step == interrupt_at:
+            raise KeyboardInterrupt("cancel")
+
+    if interrupt_at is None:
+        sample(model, vace, steps=10, callback=watch)
+    else:
+        with pytest.raises(KeyboardInterrupt):
+            sample(model, vace, steps=10, callback=watch)
+    assert held and side   # features and VACE side results were cached during the run
+    assert all(ref() is None for ref in held + side), "a cached tensor outlived its run"
+    dm = vace.patcher.get_model_object("diffusion_model")
+    assert not any(type(b).__name__ == "VaceProxy" for b in dm.vace_blocks)
+
+
+# ----------------------------------------------------------------------------------------------- R5
+def test_heun_cache_steps_keep_their_own_forward(pack, flux):
+    """R5: Heun's corrector for step k-1 runs at step k's sigma before step k's own forward; what a
+    cache step keeps must come from its own forward (the last one before its step callback)."""
+    model = patch(pack, flux.patcher, depth=0.75, N=2, start_percent=0.0, end_percent=1.0)
+    runs = spy_runs(model)
+    cache_block = model.get_model_object("diffusion_model").single_blocks[1]   # block 3, the range's end
+    outputs = []
+    hook = cache_block.register_forward_hook(lambda m, a, out: outputs.append(out.clone()))
+    checked = []
+
+    def check(step, *rest):
+        run = runs[-1]
+        if run.record.steps[step].done == "cache":
+            (key,) = run.cache.keys()
+            assert torch.equal(run.cache.entry(key).features["img"], outputs[-1]), f"step {step}"
+            checked.append(step)
+
+    try:
+        out = sample(model, flux, steps=8, cfg=1.0, sampler="heun", callback=check)
+    finally:
+        hook.remove()
+    assert_finite(out)
+    assert checked == [0, 2, 4, 6]
+    assert [s.calls for s in runs[-1].record.steps] == [1] + [2] * 7   # corrector of k-1 + k's own
+
+
+# ----------------------------------------------------------------------------------------------- R6
+def test_repeated_sigmas_are_successive_steps(pack, flux):
+    import comfy.sample
+    import comfy.samplers
+    model = patch(pack, flux.patcher, depth=0.75, N=2, start_percent=0.0, end_percent=1.0)
+    sigmas = torch.tensor([1.0, 0.9, 0.7, 0.7, 0.4, 0.2, 0.0])
+    latent = flux.latent["samples"]
+    noise = comfy.sample.prepare_noise(latent, 1)
+    with recorded_runs(pack) as reports:
+        out = comfy.sample.sample_custom(model, noise, 2.0, comfy.samplers.sampler_object("euler"), sigmas,
+                                         flux.positive, flux.negative, latent, seed=1)
+    assert_finite(out)
+    record = record_of(reports, model)
+    assert [s.calls for s in record.steps] == [1] * 6
+    assert record.steps_reused == {1, 3, 5}
+    assert "reused=3/6" in reports[-1].line
+
+
+# ----------------------------------------------------------------------------------------------- R8
+def _ksampler(model, tm, steps, denoise=1.0, start_step=None, last_step=None, noise=True, latent=None):
+    import comfy.sample
+    latent = tm.latent["samples"] if latent is None else latent
+    noise_tensor = comfy.sample.prepare_noise(latent, 3) if noise else torch.zeros_like(latent)
+    return comfy.sample.sample(model, noise_tensor, steps, 2.0, "euler", "simple", tm.positive, tm.negative, latent,
+                               denoise=denoise, disable_noise=not noise, start_step=start_step, last_step=last_step,
+                               force_full_denoise=last_step is None, disable_pbar=True, seed=3)
+
+
+def reused_positions(record):
+    return sorted(round(record.steps[k].position, 4) for k in record.steps_reused)
+
+
+def test_window_is_a_stretch_of_the_timeline_with_denoise(pack, flux):
+    """R8: start/end_percent are points of the sampling timeline, as ComfyUI's own: with denoise 0.5
+    the run starts half way, and the window [0.4, 0.95) covers its steps up to 0.95."""
+    model = patch(pack, flux.patcher, depth=0.75, N=2, start_percent=0.4, end_percent=0.95)
+    with recorded_runs(pack) as reports:
+        _ksampler(model, flux, steps=10, denoise=0.5)
+    record = record_of(reports, model)
+    assert [round(s.position, 4) for s in record.steps] == [round(0.5 + 0.05 * k, 4) for k in range(10)]
+    assert reused_positions(record) == [0.55, 0.65, 0.75, 0.85]
+
+
+def test_window_holds_across_two_chained_advanced_samplers(pack, flux):
+    """R8: Wan 2.2 style: steps 0-10 in one KSamplerAdvanced, 10-20 in another; together they reuse
+    at the same points of the timeline as one 20-step run."""
+    model = patch(pack, flux.patcher, depth=0.75, N=2, start_percent=0.4, end_percent=0.95)
+    with recorded_runs(pack) as reports:
+        _ksampler(model, flux, steps=20)
+        single = reports[-1].record
+        first = _ksampler(model, flux, steps=20, start_step=0, last_step=10)
+        _ksampler(model, flux, steps=20, start_step=10, last_step=20, noise=False, latent=first)
+    chained = reused_positions(reports[-2].record) + reused_positions(reports[-1].record)
+    assert chained == reused_positions(single) == [0.45, 0.55, 0.65, 0.75, 0.85]
+
+
+# ----------------------------------------------------------------------------------------------- R9
+def test_sd3_delta_on_the_last_joint_block(pack, tiny):
+    """R9: SD3's last joint block returns txt=None; delta with the cache point there must not add to
+    None."""
+    sd3 = tiny.build("sd3", seed=0)
+    out, record = sample_recorded(pack, patch(pack, sd3.patcher, mode="delta", depth=1.0, N=2, start_percent=0.0),
+                                  sd3)
+    assert_finite(out)
+    assert record.steps_reused and rel_err(out, sample(sd3.patcher, sd3)) < 0.5
+
+
+# ------------------------------------------------------------------------------------ run isolation
+def test_interleaved_runs_of_clones_keep_their_own_records(pack, flux):
+    """Two clones of one patched model take turns a sampler step at a time, as the lockstep benchmark
+    runs them (one advances inside the other's step callback); each must behave as if alone."""
+    from benchmarks.lockstep import run_lockstep, sampler_runner
+    patched = patch(pack, flux.patcher, mode="delta", depth=0.75, N=3, start_percent=0.0, end_percent=1.0)
+    a, b = patched.clone(), patched.clone()
+    alone = {name: sample_recorded(pack, m, flux, steps=steps) for name, m, steps in (("a", a, 9), ("b", b, 6))}
+    runners = [sampler_runner(m, lambda cb, m=m, s=s: sample(m, flux, steps=s, callback=cb))
+               for m, s in ((a, 9), (b, 6))]
+    with recorded_runs(pack) as reports:
+        outputs = [t.output for t in run_lockstep(runners, 1)]
+    by_steps = {r.record.num_steps: r.record for r in reports}
+    assert torch.equal(outputs[0], alone["a"][0]) and torch.equal(outputs[1], alone["b"][0])
+    assert by_steps[9].to_dict() == alone["a"][1].to_dict()
+    assert by_steps[6].to_dict() == alone["b"][1].to_dict()
+
+
+# ------------------------------------------------------------------------------------ torch.compile
+def test_torch_compile_never_traces_the_pack(pack, tiny):
+    """Under TorchCompileModel, dynamo must not trace the run's bookkeeping (it changes every step, so
+    guards on it recompiled until the limit): every function of the engine and the hooks stays
+    without compiled code, and the compiled model gives exactly the eager patched output."""
+    import inspect
+    import sys
+
+    import torch._dynamo
+    from comfy_api.torch_helpers.torch_compile import set_torch_compile_wrapper
+    from torch._dynamo.eval_frame import _debug_get_cache_entry_list
+
+    from benchmarks.comfy_env import PACK_MODULE
+    tm = tiny.build("wan21", seed=0, config_overrides={"num_layers": 8})
+    patched = patch(pack, tm.patcher, depth=0.75, N=2, start_percent=0.0, end_percent=1.0)
+    eager = sample(patched, tm, steps=6)
+    compiled = patched.clone()
+    set_torch_compile_wrapper(compiled, backend="eager")
+    torch._dynamo.reset()
+    try:
+        out, record = sample_recorded(pack, compiled, tm, steps=6)
+        modules = [sys.modules[f"{PACK_MODULE}.{name}"] for name in
+                   ("blockdance_core.engine", "blockdance_core.policy", "nodes.hooks", "nodes.swap", "nodes.vace")]
+        functions = [getattr(f, "_torchdynamo_orig_callable", f) for m in modules
+                     for _, cls in inspect.getmembers(m, inspect.isclass) if cls.__module__ == m.__name__
+                     for f in vars(cls).values() if callable(f)]
+        traced = [f.__qualname__ for f in functions
+                  if hasattr(f, "__code__") and _debug_get_cache_entry_list(f.__code__)]
+    finally:
+        torch._dynamo.reset()
+    assert torch.equal(out, eager) and record.steps_reused == {1, 3, 5}
+    assert len(functions) > 20 and traced == []
