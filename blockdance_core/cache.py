@@ -9,14 +9,14 @@ the same shape, dtype and device (a second KSampler at another resolution starts
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Collection, Dict, Hashable, Optional
+from typing import Any, Dict, Hashable, Optional
 
 from .tree import tree_clone, tree_nbytes
 
 
 @dataclass
 class CacheEntry:
-    features: Any           # the range's output (form "blockdance") or output - input (form "delta")
+    features: Any           # the range's output (form "blockdance") or its blocks' own change (form "delta")
     step: int               # the step that made it
     blocks: range
     form: str
@@ -38,12 +38,12 @@ class FeatureCache:
         self.peak_bytes = max(self.peak_bytes, self.nbytes())
 
     def usable(self, key: Hashable, input_signature: tuple, blocks: range, made_from: int, made_before: int,
-               forms: Collection[str]) -> Optional[CacheEntry]:
+               form: str) -> Optional[CacheEntry]:
         """The entry for key if a reuse step may take it: made at a step in [made_from, made_before), for
-        `blocks`, in one of `forms`, from an input of the same layout; else None."""
+        `blocks`, in `form`, from an input of the same layout; else None."""
         entry = self._entries.get(key)
         if (entry is None or entry.input_signature != input_signature or entry.blocks != blocks
-                or entry.form not in forms or not (made_from <= entry.step < made_before)):
+                or entry.form != form or not (made_from <= entry.step < made_before)):
             return None
         return entry
 

@@ -18,6 +18,12 @@ the range before its last pass their input on unchanged (the real input reaches 
 cost), and the last returns the cached output (`blockdance`) or its input plus the cached change
 (`delta`). Blocks outside the range run.
 
+Delta keeps the change the range's blocks themselves made. Where nothing is added into the hidden
+state between blocks that is output - input of the range. Where something is (ControlNet residuals,
+post-block patches, Wan S2V's audio injector), the host says so and the change is summed block by
+block on cache steps, so those residuals are not kept: on a reuse step the current step's residuals
+reach the range's last block through the pass-through, as they would in the uncached model.
+
 The engine trusts no block it did not see: the host reports a forward that carries another node's
 patch on a hooked block (it runs in full and is counted as displaced), and a hooked block reached
 before the first one resolved the forward displaces it too.
@@ -66,13 +72,13 @@ class _Call:
     evaluation: int
     x: Any = None
     context: Any = None
-    no_delta: Optional[str] = None            # why this forward cannot use delta (e.g. a ControlNet)
+    residuals: Optional[str] = None           # what adds into the hidden state between blocks (ControlNet, ...)
     action: StepAction = FULL
     resolved: bool = False
     displaced: bool = False
-    reuse_form: str = ""
     signatures: List[tuple] = field(default_factory=list)
-    base: Any = None                           # delta cache step: the range's input
+    base: Any = None                           # delta cache step: the range's input, or its blocks' summed change
+    base_block: int = -1                       # the block whose layout `base` is in
     entries: List[CacheEntry] = field(default_factory=list)
     stored_keys: List[Hashable] = field(default_factory=list)
     pending_side: dict = field(default_factory=dict)
@@ -85,6 +91,7 @@ class SamplingRun:
         self.timeline = timeline
         self.clock = StepClock(timeline.sigmas)
         self.policy = spec.policy.start(timeline, spec.num_blocks)
+        self.observes = self.policy.observes   # blocks a measuring policy watches (empty otherwise)
         self.cache = FeatureCache()
         self.record = RunRecord(timeline.num_steps, spec.num_blocks,
                                 [StepRecord(k, timeline.sigmas[k], timeline.positions[k]) for k in range(timeline.num_steps)])
@@ -115,19 +122,22 @@ class SamplingRun:
         self.scratch.clear()
         self.decisions.clear()
         self.policy = None
+        self.observes = frozenset()
         self.finished = True
         return record
 
     # ----------------------------------------------------------------- call scope
     def begin_call(self, sigma: float, keys: Sequence[Hashable], x: Any = None, context: Any = None,
-                   displaced_by: Optional[str] = None, no_delta: Optional[str] = None) -> None:
-        """Start one model forward at `sigma` over the conditioning chunks `keys` (in batch order)."""
+                   displaced_by: Optional[str] = None, residuals: Optional[str] = None) -> None:
+        """Start one model forward at `sigma` over the conditioning chunks `keys` (in batch order).
+        displaced_by: why this forward carries another node's patch on a hooked block (runs in full);
+        residuals: what adds into the hidden state between blocks in this forward, if anything."""
         if self.finished:
             return
         step = self.clock.step_of(sigma)
         record = self.record.step(step)
         record.calls += 1
-        self.call = call = _Call(step, list(keys) or [None], record, self.evaluation, x, context, no_delta)
+        self.call = call = _Call(step, list(keys) or [None], record, self.evaluation, x, context, residuals)
         if step is None:
             call.resolved = True   # off the schedule: nothing planned, computed in full
         elif displaced_by:
@@ -194,10 +204,12 @@ class SamplingRun:
             self._displace(call, f"block {index} ran before BlockDance's first hooked block "
                                  f"{self.spec.hooked_blocks.start} (another node's patch holds it)")
             return True
+        if index in self.observes and not call.displaced and call.step is not None:
+            return False
         action = call.action
         if action.kind is StepKind.FULL or index not in action.blocks:
             return True
-        if action.kind is StepKind.REUSE:
+        if action.kind is StepKind.REUSE or (action.mode == "delta" and call.residuals):
             return False
         return index != action.blocks[-1] and not (action.mode == "delta" and index == action.blocks[0])
 
@@ -218,17 +230,43 @@ class SamplingRun:
             if self.runs_plainly(index):
                 return compute(state)
         action = call.action
+        if index in self.observes and (action.kind is StepKind.FULL or index not in action.blocks):
+            before = tree_clone(state)   # blocks modify their input in place
+            out = compute(state)
+            self.policy.see(call.step, call.evaluation, index, before, out, to_stage)
+            return out
+        last = action.blocks[-1]
         if action.kind is StepKind.REUSE:
-            if index != action.blocks[-1]:
+            if index != last:
                 return state
             cached = tree_cat([e.features for e in call.entries], dim=self.spec.batch_dim)
-            return tree_add(state, cached) if call.reuse_form == "delta" else cached
-        if action.mode == "delta" and index == action.blocks[0]:
-            call.base = tree_clone(state)   # the block may modify its input in place
+            return tree_add(state, cached) if action.mode == "delta" else cached
+        if action.mode != "delta":
+            out = compute(state)
+            if index == last:
+                self._store(call, out)
+            return out
+        if call.residuals:   # sum the blocks' own changes; what lands between them is not theirs
+            before = tree_clone(state)   # blocks modify their input in place
+            out = compute(state)
+            change = tree_sub(out, before)
+            call.base = change if call.base is None else tree_add(self._in_layout(call, index, to_stage), change)
+            call.base_block = index
+            if index == last:
+                self._store(call, call.base)
+            return out
+        if index == action.blocks[0]:
+            call.base, call.base_block = tree_clone(state), index   # the block may modify its input in place
         out = compute(state)
-        if index == action.blocks[-1]:
-            self._store(call, out, to_stage)
+        if index == last:
+            self._store(call, tree_sub(out, self._in_layout(call, index, to_stage)))
         return out
+
+    def _in_layout(self, call: _Call, index: int, to_stage: Optional[Callable[[Any], Any]]) -> Any:
+        """call.base in block `index`'s layout (two-stage models: first-stage streams joined)."""
+        if to_stage is not None and self.spec.stage(call.base_block) != self.spec.stage(index):
+            return to_stage(call.base)
+        return call.base
 
     def _resolve(self, call: _Call, block_input: Any) -> None:
         """The first hooked block of a forward: decide the step (once per step), then confirm a planned
@@ -250,34 +288,22 @@ class SamplingRun:
         if len(chunks) != len(call.keys):   # rows do not split evenly: cache the forward as a whole
             call.keys = [tuple(call.keys)]
         call.signatures = [tree_signature(c) for c in chunks]
-        mode = action.mode
-        if mode == "delta" and call.no_delta:
-            mode = "blockdance"
-            record.downgraded_calls += 1
-            self.note(f"delta was not used while {call.no_delta}: blockdance instead (delta would count the "
-                      "residuals added between the skipped blocks twice)")
         if action.kind is StepKind.REUSE:
-            forms = ("blockdance",) if call.no_delta else ("blockdance", "delta")
-            entries = [self.cache.usable(key, sig, action.blocks, action.source, step, forms)
+            entries = [self.cache.usable(key, sig, action.blocks, action.source, step, action.mode)
                        for key, sig in zip(call.keys, call.signatures)]
-            if all(e is not None for e in entries) and len({e.form for e in entries}) == 1:
-                call.action, call.entries, call.reuse_form = action, entries, entries[0].form
+            if all(e is not None for e in entries):
+                call.action, call.entries = action, entries
                 record.reused_calls += 1
                 return
             record.fallback_calls += 1   # nothing usable cached for this forward: compute and cache now
-        call.action = cache_step(action.blocks, mode)
+        call.action = cache_step(action.blocks, action.mode)
 
-    def _store(self, call: _Call, out: Any, to_stage: Optional[Callable[[Any], Any]]) -> None:
+    def _store(self, call: _Call, features: Any) -> None:
         """Keep the range's result per chunk. A later evaluation at the same step replaces an entry
         (Heun's corrector for step k-1 runs at step k's sigma before step k's own forward); within one
         evaluation the first forward wins (guidance extras such as SLG follow the main forward)."""
         action = call.action
-        features = out
-        if action.mode == "delta":
-            base = call.base
-            if to_stage is not None and self.spec.stage(action.blocks[0]) != self.spec.stage(action.blocks[-1]):
-                base = to_stage(base)
-            features, call.base = tree_sub(out, base), None
+        call.base = None
         stored = False
         for key, chunk, signature in zip(call.keys, self._chunks(features, call.keys), call.signatures):
             entry = self.cache.entry(key)

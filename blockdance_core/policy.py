@@ -12,7 +12,7 @@ different actions folds them into one decision (Ada: the mean of the samples' pr
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 from .actions import StepAction
 from .config import BlockDanceConfig, BlockDanceConfigError, check_depth, check_mode, skipped_blocks
@@ -33,10 +33,16 @@ class Observation:
 
 
 class PolicyRun:
-    """A policy's state for one sampler run."""
+    """A policy's state for one sampler run. A policy that measures (calibration) lists the blocks
+    it wants to watch in `observes`; the engine then calls `see` with each one's input and output."""
+    observes: frozenset = frozenset()
 
     def decide(self, seen: Observation) -> StepAction:
         raise NotImplementedError
+
+    def see(self, step: int, evaluation: int, index: int, block_input: Any, block_output: Any,
+            to_stage: Optional[Callable[[Any], Any]]) -> None:
+        """A watched block ran in a forward of `step` (model evaluation `evaluation`)."""
 
 
 class PlannedRun(PolicyRun):

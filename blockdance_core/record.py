@@ -21,7 +21,6 @@ class StepRecord:
     reused_calls: int = 0
     fallback_calls: int = 0      # planned reuse with nothing usable cached: computed and cached instead
     displaced_calls: int = 0     # another node's patch held a block of the range: ran in full
-    downgraded_calls: int = 0    # delta could not be used (ControlNet residuals): blockdance instead
     cached_calls: int = 0        # forwards that kept features for later steps
     blocks_run: int = 0
     blocks_skipped: int = 0
@@ -84,10 +83,6 @@ class RunRecord:
         return self._sum("displaced_calls")
 
     @property
-    def downgraded_calls(self) -> int:
-        return self._sum("downgraded_calls")
-
-    @property
     def block_calls_run(self) -> int:
         return self._sum("blocks_run")
 
@@ -115,7 +110,7 @@ class RunRecord:
             "blocks_total": self.block_calls_total, "ideal_speedup": round(self.ideal_speedup, 4),
             "cache_peak_bytes": self.cache_peak_bytes, "model_calls": self.model_calls,
             "displaced_calls": self.displaced_calls, "fallback_calls": self.fallback_calls,
-            "downgraded_calls": self.downgraded_calls, "notes": list(self.notes),
+            "notes": list(self.notes),
         }
 
     def log_line(self, family: str, mode: str, **extra) -> str:

@@ -21,6 +21,7 @@ class PatchDescription:
     mode: str                           # the mode the user chose, for the log line
     hook_keys: Tuple[tuple, ...]        # patches_replace["dit"] keys BlockDance installed, in block order
     node_id: Optional[str] = None
+    residuals: Optional[str] = None     # what this model adds between blocks in every forward (Wan S2V, Animate)
 
     def __deepcopy__(self, memo):
         return self

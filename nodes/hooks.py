@@ -83,13 +83,14 @@ def _foreign_in(run, transformer_options, description) -> Optional[str]:
     return known[1]
 
 
-def _residuals_in(control, transformer_options) -> Optional[str]:
-    """What adds into the hidden state between blocks in this forward (delta cannot be used then)."""
+def _residuals_in(control, transformer_options, family_residuals: Optional[str]) -> Optional[str]:
+    """What adds into the hidden state between blocks in this forward (delta then sums the blocks' own
+    changes instead of taking output - input)."""
     if control:
-        return "a ControlNet was attached"
+        return "a ControlNet is attached"
     if transformer_options.get("patches", {}).get("double_block"):
-        return "a post-block patch (e.g. a DiffSynth ControlNet on Qwen-Image) was attached"
-    return None
+        return "a post-block patch (e.g. a DiffSynth ControlNet on Qwen-Image) is attached"
+    return family_residuals
 
 
 def outer_sample_wrapper(executor, *args, **kwargs):
@@ -161,7 +162,7 @@ def apply_model_wrapper(executor, *args, **kwargs):
     context = args[3] if len(args) > 3 else kwargs.get("c_crossattn")
     run.begin_call(float(transformer_options["sigmas"].flatten()[0]), _chunk_keys(transformer_options),
                    x=args[0], context=context, displaced_by=_foreign_in(run, transformer_options, description),
-                   no_delta=_residuals_in(control, transformer_options))
+                   residuals=_residuals_in(control, transformer_options, description.residuals))
     try:
         with ExitStack() as stack:
             diffusion_model = executor.class_obj.diffusion_model

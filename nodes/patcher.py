@@ -23,10 +23,10 @@ def apply_blockdance(model, policy: StepPolicy, mode: str, node_id=None):
     family = detect(diffusion_model)
     blocks = family.blocks(diffusion_model)
     spec = PatchSpec(policy, len(blocks), family.batch_dim, tuple(family.stages.index(s) for s, _ in blocks))
-    _check_delta(policy, family, diffusion_model, blocks)
+    _check_delta(policy, family, blocks)
     hooked = [(index, *blocks[index]) for index in spec.hooked_blocks]
     hook_keys = tuple((stage.replace_name, local) for _, stage, local in hooked if stage.replace_name is not None)
-    description = PatchDescription(spec, family, mode, hook_keys, node_id)
+    description = PatchDescription(spec, family, mode, hook_keys, node_id, family.residual_reason(diffusion_model))
 
     patched = model.clone()
     transformer_options = patched.model_options.setdefault("transformer_options", {})
@@ -50,17 +50,12 @@ def apply_blockdance(model, policy: StepPolicy, mode: str, node_id=None):
     return patched
 
 
-def _check_delta(policy: StepPolicy, family, diffusion_model, blocks) -> None:
-    """Refuse delta where the block-0 input does not map onto the cache point's layout, or where the
-    model adds into the hidden state between blocks (delta would count that twice)."""
+def _check_delta(policy: StepPolicy, family, blocks) -> None:
+    """Refuse delta where the range's input does not map onto its last block's layout."""
     num_blocks = len(blocks)
     for block_range, mode in policy.ranges(num_blocks):
         if mode != "delta":
             continue
-        residuals = family.residual_reason(diffusion_model)
-        if residuals:
-            raise BlockDanceConfigError(
-                f"mode=delta cannot be used here: {residuals}, so delta would count it twice. Use mode=blockdance.")
         last = block_range[-1]
         if not blocks[last][0].delta_ok:
             last_ok = max((i for i, (s, _) in enumerate(blocks) if s.delta_ok), default=-1)

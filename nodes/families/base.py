@@ -41,8 +41,8 @@ class Family:
     notes: str = ""
     # Extra work a family needs around a forward (e.g. Wan VACE's side branch); see nodes/vace.py.
     extras: Tuple[str, ...] = field(default_factory=tuple)
-    # Classes whose forward adds into the hidden state between blocks, outside the block hook: delta
-    # would count those residuals twice (class path -> what adds them).
+    # Classes whose forward adds into the hidden state between blocks, outside the block hook (class
+    # path -> what adds it): delta then sums the skipped blocks' own changes block by block.
     residuals_between_blocks: Tuple[Tuple[str, str], ...] = field(default_factory=tuple)
 
     @property

@@ -288,32 +288,54 @@ def test_host_reported_displacement_runs_in_full():
     assert run.record.notes == ["SkipLayerGuidance holds block 3; such forwards ran in full"]
 
 
-@pytest.mark.parametrize("mode", ["blockdance", "delta"])
-def test_delta_is_downgraded_where_residuals_land_between_blocks(mode):
-    model, spec = make(N=2, start_percent=0.0, end_percent=1.0, mode=mode)
+def test_delta_keeps_the_blocks_own_change_when_residuals_land_between_them():
+    """R2: ControlNet adds residuals into the hidden state after blocks, in place. Delta must keep only
+    what the skipped blocks changed (summed block by block), not those residuals: a reuse step's
+    current residuals reach the cut through the pass-through and would be counted twice."""
+    model, spec = make(N=2, start_percent=0.0, end_percent=1.0, mode="delta", depth=0.5)   # blocks 0..3
+    residuals = [0.5 * torch.randn(1, 6, 8, generator=torch.Generator().manual_seed(9 + j)) for j in range(8)]
     run = spec.new_run(Timeline.build(SIGMAS))
     x = torch.randn(1, 6, 8)
-    run.begin_call(SIGMAS[0], ["c"], no_delta="a ControlNet is attached")
-    model(x, SIGMAS[0], hook=hooks_of(run))
+    run.begin_call(SIGMAS[0], ["c"], residuals="a ControlNet is attached")
+    model(x, SIGMAS[0], hook=hooks_of(run), residuals=residuals)
     run.end_call()
-    assert run.cache.entry("c").form == "blockdance"
-    assert run.record.downgraded_calls == (mode == "delta")
-    # a reuse forward with the ControlNet still attached may take the blockdance entry
-    run.begin_call(SIGMAS[1], ["c"], no_delta="a ControlNet is attached")
-    model(x, SIGMAS[1], hook=hooks_of(run))
+    h, expected = x.clone(), 0
+    for j in range(4):   # the same blocks by hand: each one's own change
+        before = h.clone()
+        h = model.single_blocks[j](h, SIGMAS[0])
+        expected = expected + (h - before)
+        h += residuals[j]
+    assert torch.allclose(run.cache.entry("c").features, expected, atol=1e-5)
+    # the reuse step adds that change to what reaches the cut: this step's input plus its residuals
+    seen = {}
+
+    def spy(j, state, compute, to_stage):
+        if j == 3:
+            seen["in"] = state.clone()
+        out = hooks_of(run)(j, state, compute, to_stage)
+        if j == 3:
+            seen["out"] = out.clone()
+        return out
+
+    x1 = torch.randn(1, 6, 8)
+    run.begin_call(SIGMAS[1], ["c"], residuals="a ControlNet is attached")
+    model(x1, SIGMAS[1], hook=spy, residuals=residuals)
     run.end_call()
     assert run.record.steps[1].reused_calls == 1
+    assert torch.allclose(seen["in"], x1 + sum(residuals[:3]), atol=1e-6)
+    assert torch.allclose(seen["out"], seen["in"] + expected, atol=1e-6)
 
 
-def test_delta_entry_is_not_reused_once_a_controlnet_appears():
-    model, spec = make(N=2, start_percent=0.0, end_percent=1.0, mode="delta")
-    run = spec.new_run(Timeline.build(SIGMAS))
+@pytest.mark.parametrize("num_double", [0, 2])   # with 2 double blocks the range crosses into the single stage
+def test_delta_without_residuals_is_output_minus_input(num_double):
+    model, spec = make(num_double, 4, N=2, start_percent=0.0, end_percent=1.0, mode="delta", depth=0.75)
+    summed, plain = (spec.new_run(Timeline.build(SIGMAS)) for _ in range(2))
     x = torch.randn(1, 6, 8)
-    forward(run, model, x, SIGMAS[0], ["c"])
-    run.begin_call(SIGMAS[1], ["c"], no_delta="a ControlNet is attached")
-    model(x, SIGMAS[1], hook=hooks_of(run))
-    run.end_call()
-    assert run.record.steps[1].fallback_calls == 1 and run.record.steps[1].reused_calls == 0
+    for run, residuals in ((summed, "flagged, none added"), (plain, None)):
+        run.begin_call(SIGMAS[0], ["c"], residuals=residuals)
+        model(x.clone(), SIGMAS[0], hook=hooks_of(run))
+        run.end_call()
+    assert torch.allclose(summed.cache.entry("c").features, plain.cache.entry("c").features, atol=1e-5)
 
 
 class _RangePolicy(StepPolicy):

@@ -37,8 +37,9 @@ class ToyDiT(nn.Module):
     def block_calls(self):
         return sum(b.calls for b in self.double_img) + sum(b.calls for b in self.single_blocks)
 
-    def forward(self, x, t, txt=None, hook=None):
-        """hook(j, state, compute, to_stage) -> state, or None to run every block."""
+    def forward(self, x, t, txt=None, hook=None, residuals=None):
+        """hook(j, state, compute, to_stage) -> state, or None to run every block. `residuals[j]`, when
+        given, is added in place after single block j, as ComfyUI adds ControlNet residuals."""
         if hook is None:
             hook = lambda j, state, compute, to_stage: compute(state)
         img = x.clone()
@@ -54,4 +55,6 @@ class ToyDiT(nn.Module):
         to_stage = (lambda s: torch.cat((s["txt"], s["img"]), 1)) if self.num_double else None
         for k, block in enumerate(self.single_blocks):
             h = hook(self.num_double + k, h, lambda s, b=block: b(s, t), to_stage)
+            if residuals is not None:
+                h += residuals[k]
         return h[:, txt.shape[1]:] if self.num_double else h
