@@ -74,6 +74,9 @@ class StepPolicy:
         """key=value pairs for the end-of-run log line."""
         return {}
 
+    def check_model(self, family: str, num_blocks: int) -> None:
+        """Raise a clear error if this policy was made for another model (family, block count)."""
+
 
 @dataclass(frozen=True)
 class GroupPolicy(StepPolicy):

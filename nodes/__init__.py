@@ -1,9 +1,12 @@
 """ComfyUI-facing side of the pack: V3 nodes, family adapters and the hooks into sampling."""
 from comfy_api.latest import ComfyExtension, io
 
+from . import paths
 from .patch_node import BlockDancePatch
+from .schedule_nodes import BlockDanceCalibrate, BlockDanceScheduleLoader
 
-NODES = [BlockDancePatch]
+paths.register()
+NODES = [BlockDancePatch, BlockDanceCalibrate, BlockDanceScheduleLoader]
 
 
 class BlockDanceExtension(ComfyExtension):

@@ -4,7 +4,9 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from ..blockdance_core import DEFAULTS, MODES, BlockDanceConfig, GroupPolicy
+from ..blockdance_core.calibrated import SchedulePolicy
 from .patcher import apply_blockdance
+from .types import Schedule
 
 MODEL_NAMES = ("Flux.1, Flux.2, Chroma, SD3 / SD3.5, Wan 2.1 / 2.2 (incl. VACE), HunyuanVideo 1.0 / 1.5, "
                "HunyuanImage 2.1, LTXV / LTX-2, Qwen-Image, AuraFlow, Mochi, PixArt-alpha / -sigma, HiDream, "
@@ -41,16 +43,23 @@ class BlockDancePatch(io.ComfyNode):
                 io.Float.Input("end_percent", default=DEFAULTS["end_percent"], min=0.0, max=1.0, step=0.01,
                                tooltip=("Reuse stops at this point of the sampling timeline; the last steps "
                                         "refine detail and are always computed in full.")),
+                Schedule.Input("schedule", optional=True, tooltip=(
+                    "A measured schedule (BlockDance Calibrate or Load Schedule). When connected it decides which "
+                    "steps reuse, at which depth and in which mode: mode, depth, N and the window are ignored.")),
             ],
             outputs=[io.Model.Output(tooltip="A patched copy of the model; the input model is left unchanged.")],
             hidden=[io.Hidden.unique_id],
         )
 
     @classmethod
-    def execute(cls, model, mode, depth, N, start_percent, end_percent) -> io.NodeOutput:
-        config = BlockDanceConfig(mode=mode, depth=depth, N=N, start_percent=start_percent, end_percent=end_percent)
+    def execute(cls, model, mode, depth, N, start_percent, end_percent, schedule=None) -> io.NodeOutput:
         hidden = getattr(cls, "hidden", None)
         node_id = hidden.unique_id if hidden is not None else None
-        return io.NodeOutput(apply_blockdance(model, GroupPolicy(config), mode, node_id=node_id))
+        if schedule is not None:
+            policy, mode = SchedulePolicy(schedule), "/".join(schedule.modes) or "none"
+        else:
+            policy = GroupPolicy(BlockDanceConfig(mode=mode, depth=depth, N=N, start_percent=start_percent,
+                                                  end_percent=end_percent))
+        return io.NodeOutput(apply_blockdance(model, policy, mode, node_id=node_id))
 
 

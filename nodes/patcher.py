@@ -22,6 +22,7 @@ def apply_blockdance(model, policy: StepPolicy, mode: str, node_id=None):
     diffusion_model = model.get_model_object("diffusion_model")
     family = detect(diffusion_model)
     blocks = family.blocks(diffusion_model)
+    policy.check_model(family.name, len(blocks))
     spec = PatchSpec(policy, len(blocks), family.batch_dim, tuple(family.stages.index(s) for s, _ in blocks))
     _check_delta(policy, family, blocks)
     hooked = [(index, *blocks[index]) for index in spec.hooked_blocks]

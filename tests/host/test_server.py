@@ -217,3 +217,26 @@ def test_bad_input_over_http_is_reported_on_the_node(server):
     with pytest.raises(AssertionError) as err:
         server.run_prompt(prompt({"mode": "blockdance", "depth": 0.75, "N": 2, "start_percent": 0.9, "end_percent": 0.5}), "x")
     assert "start_percent=0.9 must be below end_percent=0.5" in str(err.value)
+
+
+def test_calibrate_then_patch_over_http(server):
+    """BlockDance Calibrate in a real server: its schedule drives BlockDance Patch, its heat map is
+    an image a Preview Image node shows, its report is shown on the node."""
+    graph = prompt()
+    graph["cal"] = {"class_type": "BlockDanceCalibrate", "inputs": {
+        "model": ["unet", 0], "positive": ["cond", 1], "negative": ["zero", 0], "latent_image": ["latent", 0],
+        "seed": 1, "steps": 10, "cfg": 2.0, "sampler_name": "euler", "scheduler": "simple", "mode": "auto",
+        "target_speedup": 1.5, "filename_prefix": ""}}
+    graph["bd"] = {"class_type": "BlockDancePatch", "inputs": {
+        "model": ["unet", 0], "mode": "blockdance", "depth": 0.75, "N": 2, "start_percent": 0.4, "end_percent": 0.95,
+        "schedule": ["cal", 0]}}
+    graph["ks"]["inputs"]["model"] = ["bd", 0]
+    graph["heat"] = {"class_type": "PreviewImage", "inputs": {"images": ["cal", 1]}}
+    entry = server.run_prompt(graph, "x", timeout=180)
+    assert torch.isfinite(latent_of(server, entry)).all()
+    (image,) = entry["outputs"]["heat"]["images"]
+    assert image["filename"].endswith(".png")
+    (report,) = entry["outputs"]["cal"]["text"]
+    assert report.startswith("BlockDance schedule 'calibrated-1.5x'") and "=>" in report
+    lines = [line for line in server.log().splitlines() if "BlockDance: family=sd3" in line and "schedule=" in line]
+    assert lines and "schedule=calibrated-1.5x" in lines[-1]

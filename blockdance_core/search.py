@@ -1,0 +1,162 @@
+"""Choosing where to reuse: an exact search over groups under a compute budget.
+
+A group is "cache at step j, reuse steps j+1..m, skipping blocks 0..c-1 in mode blockdance or delta".
+Its predicted error is the sum over its reuse steps k of w_k * E_c,mode[j, k] (the measured reuse
+error, probe.Measurement), and it saves (m - j) * c block executions. A plan is a sequence of groups
+and fully computed steps covering the run; the dynamic program below (a shortest path over steps, as
+LeMiCa does over a step DAG, with the saved blocks as a second coordinate) returns the plan of least
+predicted error among all plans that save at least the blocks the target speedup needs. It is exact
+for that objective: every cut, mode and group length is considered at every step.
+
+Step weights: a reuse error at step k moves the latent by about |sigma_k - sigma_k+1| times the
+error of the model output (an Euler step), so by default each step's error is weighted by its share
+of the sigma range; `weights="uniform"` counts every step alike (the prototype's plain sum).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+
+from .probe import Measurement
+
+MODES = ("blockdance", "delta")
+
+
+@dataclass(frozen=True)
+class Group:
+    cache_step: int
+    last_step: int      # the group's last reuse step
+    cut: int            # blocks 0..cut-1 skipped on its reuse steps
+    mode: str
+    error: float        # predicted (weighted) error of its reuse steps
+
+    @property
+    def reuse_steps(self) -> range:
+        return range(self.cache_step + 1, self.last_step + 1)
+
+
+@dataclass(frozen=True)
+class Plan:
+    groups: Tuple[Group, ...]
+    num_steps: int
+    num_blocks: int
+    target_speedup: float
+
+    @property
+    def skipped(self) -> int:
+        return sum(len(g.reuse_steps) * g.cut for g in self.groups)
+
+    @property
+    def ideal_speedup(self) -> float:
+        total = self.num_steps * self.num_blocks
+        return total / (total - self.skipped)
+
+    @property
+    def predicted_error(self) -> float:
+        return sum(g.error for g in self.groups)
+
+    def steps(self) -> List[Tuple[str, int, str]]:
+        """(kind, cut, mode) per step: kind full / cache / reuse."""
+        out = [("full", 0, "")] * self.num_steps
+        for g in self.groups:
+            out[g.cache_step] = ("cache", g.cut, g.mode)
+            for k in g.reuse_steps:
+                out[k] = ("reuse", g.cut, g.mode)
+        return out
+
+
+class BudgetUnreachable(ValueError):
+    """No plan reaches the target speedup within the measured cuts."""
+
+
+def step_weights(sigmas: Sequence[float], kind: str = "dsigma") -> np.ndarray:
+    steps = len(sigmas) - 1
+    if kind == "uniform":
+        return np.ones(steps)
+    if kind != "dsigma":
+        raise ValueError(f"weights={kind!r}; allowed: dsigma, uniform")
+    d = np.abs(np.diff(np.asarray(sigmas, dtype=np.float64)))
+    return d / max(d.mean(), 1e-12)
+
+
+def search(measurement: Measurement, target_speedup: float, options: Sequence[Tuple[int, str]] = (),
+           weights: str = "dsigma") -> Plan:
+    """The plan of least predicted error whose ideal speedup is at least `target_speedup`.
+    options: the (cut, mode) pairs a group may use (default: every measured cut in both modes)."""
+    if not target_speedup >= 1.0:
+        raise ValueError(f"target_speedup={target_speedup!r} must be >= 1.0")
+    S, L = measurement.num_steps, measurement.num_blocks
+    total = S * L
+    need = max(0, math.ceil(total * (1 - 1 / target_speedup) - 1e-9))
+    options = tuple(options) or tuple((c, m) for m in MODES for c in measurement.cuts)
+    w = step_weights(measurement.timeline.sigmas, weights)
+    errors: Dict[Tuple[int, str], np.ndarray] = {
+        (c, m): measurement.reuse_error(c, m).double().numpy() * w[None, :] for c, m in options}
+    best = np.full((S + 1, total + 1), np.inf)
+    best[0, 0] = 0.0
+    # back[p, s] = (previous position, option index or -1 for a computed step) of the move that reached p
+    back = np.full((S + 1, total + 1, 2), -1, dtype=np.int64)
+    for p in range(S):
+        row = best[p]
+        if not np.isfinite(row).any():
+            continue
+        _relax(best[p + 1], back[p + 1], row, 0, 0.0, (p, -1))   # step p computes, nothing reused
+        for oi, option in enumerate(options):
+            e = errors[option][p]
+            c = option[0]
+            cumulative = 0.0
+            for last in range(p + 1, S):
+                cumulative += e[last]
+                skip = (last - p) * c
+                if not math.isfinite(cumulative) or skip > total:
+                    break
+                _relax(best[last + 1], back[last + 1], row, skip, cumulative, (p, oi))
+    final = best[S, need:]
+    if not np.isfinite(final).any():
+        raise BudgetUnreachable(f"no reuse plan reaches {target_speedup:.2f}x with the measured cuts "
+                                f"{sorted({c for c, _ in options})}")
+    s = need + int(np.argmin(final))
+    groups, p = [], S
+    while p > 0:
+        prev, oi = (int(v) for v in back[p, s])
+        if oi >= 0:
+            c, mode = options[oi]
+            err = float(errors[(c, mode)][prev, prev + 1:p].sum())
+            groups.append(Group(prev, p - 1, c, mode, err))
+            s -= (p - 1 - prev) * c
+        p = prev
+    return Plan(tuple(reversed(groups)), S, L, target_speedup)
+
+
+def _relax(target_row: np.ndarray, target_back: np.ndarray, row: np.ndarray, skip: int, cost: float,
+           move: Tuple[int, int]) -> None:
+    width = len(row) - skip
+    candidate = row[:width] + cost
+    current = target_row[skip:]
+    better = candidate < current
+    if better.any():
+        current[better] = candidate[better]
+        target_back[skip:][better] = move
+
+
+def predicted_error(measurement: Measurement, steps: Sequence[Tuple[str, int, str]], weights: str = "dsigma") -> float:
+    """The predicted error of any per-step plan given as (kind, cut, mode) per step (Plan.steps(), or
+    a fixed BlockDance-N plan), on the measured timeline: how search() scores plans, so that its
+    ranking can be checked against measured fidelity."""
+    if len(steps) != measurement.num_steps:
+        raise ValueError(f"{len(steps)} steps given for a {measurement.num_steps}-step measurement")
+    w = step_weights(measurement.timeline.sigmas, weights)
+    total, source, cache = 0.0, None, {}
+    for k, (kind, cut, mode) in enumerate(steps):
+        if kind == "reuse":
+            if cut not in measurement.features:
+                raise ValueError(f"cut {cut} was not measured (measured: {measurement.cuts})")
+            if (cut, mode) not in cache:
+                cache[cut, mode] = measurement.reuse_error(cut, mode).double().numpy()
+            total += w[k] * cache[cut, mode][source, k]
+        else:
+            source = k
+    return float(total)

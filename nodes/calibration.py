@@ -1,0 +1,139 @@
+"""Calibrating a schedule on the user's own model and sampling settings.
+
+1. One uncached sampling run with the given KSampler inputs, watched by the probe at candidate cut
+   points (blockdance_core.probe): its output is the reference.
+2. The exact search for the target speedup over the measured reuse errors (blockdance_core.search).
+3. Two checks against the reference, in latent space: the schedule itself, and the uncached model
+   at as many steps as cost the same or less. The report says which one is closer, so a user is never
+   steered into the worse option (on some models and samplers no reuse placement beats fewer steps).
+
+A batch latent (several seeds) or several conditionings are measured together: the errors are
+averaged over every row.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence, Tuple
+
+import torch
+
+from ..blockdance_core import MODES
+from ..blockdance_core.calibrated import Schedule, SchedulePolicy, ScheduleStep
+from ..blockdance_core.heatmap import render
+from ..blockdance_core.probe import Measurement, ProbePolicy, candidate_cuts
+from ..blockdance_core.search import Plan, search
+from .families import detect
+from .patcher import apply_blockdance
+
+MODE_CHOICES = ("auto", *MODES)
+
+
+@dataclass
+class Sampling:
+    """The KSampler inputs a calibration runs with."""
+    positive: list
+    negative: list
+    latent: dict
+    seed: int
+    steps: int
+    cfg: float
+    sampler_name: str
+    scheduler: str
+
+    def run(self, model, steps: Optional[int] = None, on_step: Optional[Callable[[], None]] = None) -> torch.Tensor:
+        import comfy.sample
+        latent_image = comfy.sample.fix_empty_latent_channels(model, self.latent["samples"])
+        noise = comfy.sample.prepare_noise(latent_image, self.seed, self.latent.get("batch_index"))
+        callback = (lambda *args: on_step()) if on_step is not None else None
+        return comfy.sample.sample(model, noise, steps or self.steps, self.cfg, self.sampler_name, self.scheduler,
+                                   self.positive, self.negative, latent_image, noise_mask=self.latent.get("noise_mask"),
+                                   callback=callback, disable_pbar=True, seed=self.seed)
+
+
+@dataclass
+class Calibration:
+    schedule: Schedule
+    measurement: Measurement
+    plan: Plan
+    reference: torch.Tensor
+    scheduled_psnr: float     # the schedule's output against the reference (latent space, dB)
+    fewer_steps: int
+    fewer_psnr: float
+    heatmap: torch.Tensor     # [1, H, W, 3]
+
+    @property
+    def report(self) -> str:
+        s, steps = self.schedule, self.schedule.calibration["steps"]
+        verdict = (f"the schedule is closer to the uncached result than {self.fewer_steps} steps at the same cost: "
+                   "use it" if self.scheduled_psnr >= self.fewer_psnr else
+                   f"lowering steps to {self.fewer_steps} is closer to the uncached result at the same cost: "
+                   "on this model and sampler, prefer that over this schedule")
+        return "\n".join([
+            f"BlockDance schedule {s.name!r}: target {s.target_speedup:.2f}x, ideal {s.predicted_speedup:.2f}x "
+            f"({len(s.reuse_steps)}/{steps} steps reuse), modes {'/'.join(s.modes) or 'none'}",
+            s.describe(),
+            f"check on the calibration batch (latent PSNR against the uncached run): schedule "
+            f"{_db(self.scheduled_psnr)}; {self.fewer_steps} steps instead of {steps} ({steps / self.fewer_steps:.2f}x) "
+            f"{_db(self.fewer_psnr)}",
+            f"=> {verdict}",
+        ])
+
+
+def _db(value: float) -> str:
+    return "identical" if math.isinf(value) else f"{value:.1f} dB"
+
+
+def latent_psnr(output: torch.Tensor, reference: torch.Tensor) -> float:
+    """Mean over samples of the PSNR of a latent against the reference, peak = the reference's range."""
+    out, ref = output.float().flatten(1), reference.float().flatten(1)
+    mse = ((out - ref) ** 2).mean(1)
+    peak = (ref.max(1).values - ref.min(1).values).clamp_min(1e-12)
+    psnr = 10 * torch.log10(peak ** 2 / mse.clamp_min(1e-30))
+    psnr[mse == 0] = math.inf
+    return float(psnr.mean())
+
+
+def search_options(model, mode: str) -> Tuple[Tuple[int, ...], Tuple[Tuple[int, str], ...]]:
+    """The cuts to measure and the (cut, mode) pairs the search may use: delta only where the
+    block-0 input maps onto the cut's layout."""
+    if mode not in MODE_CHOICES:
+        from ..blockdance_core import BlockDanceConfigError
+        raise BlockDanceConfigError(f"mode={mode!r}; allowed: {', '.join(MODE_CHOICES)}")
+    diffusion_model = model.get_model_object("diffusion_model")
+    family = detect(diffusion_model)
+    blocks = family.blocks(diffusion_model)
+    cuts = candidate_cuts(len(blocks))
+    modes = MODES if mode == "auto" else (mode,)
+    options = tuple((c, m) for m in modes for c in cuts if m == "blockdance" or blocks[c - 1][0].delta_ok)
+    return cuts, options
+
+
+def calibrate(model, sampling: Sampling, target_speedup: float, mode: str = "auto", name: str = "calibrated",
+              on_step: Optional[Callable[[], None]] = None) -> Calibration:
+    cuts, options = search_options(model, mode)
+    family = detect(model.get_model_object("diffusion_model"))
+    probes: list = []
+    reference = sampling.run(apply_blockdance(model, ProbePolicy(cuts, probes), "probe"), on_step=on_step)
+    measurement = probes[-1].measurement()
+    plan = search(measurement, target_speedup, options)
+    schedule = _schedule(name, family.name, measurement, plan, sampling, mode)
+    scheduled = sampling.run(apply_blockdance(model, SchedulePolicy(schedule), "schedule"), on_step=on_step)
+    fewer = max(1, math.floor(sampling.steps / plan.ideal_speedup + 1e-9))
+    fewer_out = sampling.run(model, steps=fewer, on_step=on_step)
+    heatmap = render(measurement.step_change(), measurement.cuts, [(k, c) for k, c, _ in plan.steps()])
+    return Calibration(schedule, measurement, plan, reference, latent_psnr(scheduled, reference), fewer,
+                       latent_psnr(fewer_out, reference), heatmap)
+
+
+def _schedule(name: str, family: str, measurement: Measurement, plan: Plan, sampling: Sampling,
+              mode: str) -> Schedule:
+    timeline = measurement.timeline
+    steps = tuple(ScheduleStep(round(timeline.positions[k], 6), round(timeline.sigmas[k], 6), kind, cut, m)
+                  for k, (kind, cut, m) in enumerate(plan.steps()))
+    rows = int(sampling.latent["samples"].shape[0])
+    return Schedule(name, family, measurement.num_blocks, measurement.width, steps, plan.target_speedup,
+                    round(plan.ideal_speedup, 4), round(plan.predicted_error, 6), {
+                        "steps": sampling.steps, "sampler": sampling.sampler_name, "scheduler": sampling.scheduler,
+                        "cfg": sampling.cfg, "seed": sampling.seed, "batch": rows, "mode": mode,
+                        "cuts": list(measurement.cuts)})

@@ -1,0 +1,88 @@
+"""BlockDance Calibrate (measure the user's model, search a schedule) and BlockDance Load Schedule."""
+from __future__ import annotations
+
+import os
+
+import comfy.samplers
+import comfy.utils
+from comfy_api.latest import io, ui
+
+from ..blockdance_core.calibrated import Schedule
+from . import paths
+from .calibration import MODE_CHOICES, Sampling, calibrate
+from .types import Schedule as ScheduleType
+
+
+class BlockDanceCalibrate(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="BlockDanceCalibrate",
+            display_name="BlockDance Calibrate",
+            category="model_patches/blockdance",
+            description=(
+                "Measures where this model's block features are stable under these sampling settings (one "
+                "uncached run at the inputs of a KSampler), then picks the cache/reuse schedule with the least "
+                "predicted error for the target speed. Connect the schedule to BlockDance Patch. Calibrate on a "
+                "few seeds or prompts (a batch latent is measured as a whole) and use the schedule on others. "
+                "The report also says whether simply lowering steps would be closer at the same cost."),
+            is_output_node=True,
+            inputs=[
+                io.Model.Input("model", tooltip="The diffusion transformer to calibrate (before BlockDance Patch)."),
+                io.Conditioning.Input("positive"),
+                io.Conditioning.Input("negative"),
+                io.Latent.Input("latent_image", tooltip="A batch measures several seeds at once."),
+                io.Int.Input("seed", default=0, min=0, max=0xffffffffffffffff, control_after_generate=True),
+                io.Int.Input("steps", default=20, min=2, max=10000),
+                io.Float.Input("cfg", default=8.0, min=0.0, max=100.0, step=0.1, round=0.01),
+                io.Combo.Input("sampler_name", options=comfy.samplers.SAMPLER_NAMES),
+                io.Combo.Input("scheduler", options=comfy.samplers.SCHEDULER_NAMES),
+                io.Combo.Input("mode", options=list(MODE_CHOICES), default="auto", tooltip=(
+                    "auto: choose blockdance or delta for each group of steps; or restrict to one.")),
+                io.Float.Input("target_speedup", default=1.5, min=1.05, max=10.0, step=0.05, tooltip=(
+                    "Ideal speedup of the block stack the schedule must reach (skipped block executions).")),
+                io.String.Input("filename_prefix", default="", optional=True, tooltip=(
+                    "If set, the schedule is saved as models/blockdance/<prefix>_00001.json for "
+                    "BlockDance Load Schedule.")),
+            ],
+            outputs=[
+                ScheduleType.Output(display_name="schedule"),
+                io.Image.Output(display_name="heatmap", tooltip=(
+                    "Steps (columns) x cut depth (rows, deepest on top): how much the features changed from "
+                    "the previous step; white outlines mark the blocks each reuse step skips.")),
+                io.String.Output(display_name="report"),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, model, positive, negative, latent_image, seed, steps, cfg, sampler_name, scheduler, mode,
+                target_speedup, filename_prefix="") -> io.NodeOutput:
+        sampling = Sampling(positive, negative, latent_image, seed, steps, cfg, sampler_name, scheduler)
+        progress = comfy.utils.ProgressBar(3 * steps)
+        name = os.path.basename(filename_prefix) if filename_prefix else f"calibrated-{target_speedup:g}x"
+        result = calibrate(model, sampling, target_speedup, mode, name, on_step=lambda: progress.update(1))
+        progress.update_absolute(3 * steps)
+        report = result.report
+        if filename_prefix:
+            path = paths.save_path(filename_prefix, ".json")
+            result.schedule.save(path)
+            report += f"\nsaved {path}"
+        return io.NodeOutput(result.schedule, result.heatmap, report, ui=ui.PreviewText(report))
+
+
+class BlockDanceScheduleLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="BlockDanceScheduleLoader",
+            display_name="BlockDance Load Schedule",
+            category="model_patches/blockdance",
+            description="A schedule saved by BlockDance Calibrate (models/blockdance/*.json).",
+            inputs=[io.Combo.Input("schedule_name", options=paths.list_files(".json"),
+                                   tooltip="Files in models/blockdance (and extra_model_paths.yaml's blockdance).")],
+            outputs=[ScheduleType.Output(display_name="schedule")],
+        )
+
+    @classmethod
+    def execute(cls, schedule_name) -> io.NodeOutput:
+        return io.NodeOutput(Schedule.load(paths.full_path(schedule_name)))
