@@ -231,7 +231,7 @@ class SamplingRun:
                 return compute(state)
         action = call.action
         if index in self.observes and (action.kind is StepKind.FULL or index not in action.blocks):
-            before = tree_clone(state)   # blocks modify their input in place
+            before = tree_clone(state) if index in self.policy.observes_inputs else None   # blocks work in place
             out = compute(state)
             self.policy.see(call.step, call.evaluation, index, before, out, to_stage)
             return out

@@ -34,8 +34,10 @@ class Observation:
 
 class PolicyRun:
     """A policy's state for one sampler run. A policy that measures (calibration) lists the blocks
-    it wants to watch in `observes`; the engine then calls `see` with each one's input and output."""
+    it wants to watch in `observes`; the engine then calls `see` with each one's output, and with
+    its input for the blocks in `observes_inputs` (those inputs are cloned: blocks work in place)."""
     observes: frozenset = frozenset()
+    observes_inputs: frozenset = frozenset()
 
     def decide(self, seen: Observation) -> StepAction:
         raise NotImplementedError

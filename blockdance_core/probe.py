@@ -68,6 +68,7 @@ class ProbeRun(PolicyRun):
         self.num_blocks = num_blocks
         self.max_values = max_values
         self.observes = frozenset({0, *(c - 1 for c in self.cuts)})
+        self.observes_inputs = frozenset({0})
         self._block0: Dict[int, Any] = {}           # step -> this forward's block-0 input (full, transient)
         self._rows: Dict[Tuple[int, int], Tuple[int, List[torch.Tensor], List[torch.Tensor]]] = {}
         self._picks: Dict[Tuple[int, int], torch.Tensor] = {}
