@@ -213,6 +213,15 @@ class SamplingRun:
             return False
         return index != action.blocks[-1] and not (action.mode == "delta" and index == action.blocks[0])
 
+    def passes_through(self, index: int) -> bool:
+        """True when hooked block `index` lies inside the range a resolved reuse forward skips, before
+        its last block: the hook returns its input unchanged without building anything."""
+        call = self.call
+        if call is None or not call.resolved:
+            return False
+        action = call.action
+        return action.kind is StepKind.REUSE and index in action.blocks and index != action.blocks[-1]
+
     def run_block(self, index: int, state: Any, compute: Callable[[Any], Any],
                   to_stage: Optional[Callable[[Any], Any]] = None) -> Any:
         """Run, skip or replace hooked block `index` for the forward in flight.

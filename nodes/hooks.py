@@ -48,6 +48,8 @@ class BlockPatch:
         if run is None or run.runs_plainly(self.index):  # no run, or nothing to do here: no state, no closure
             return self.inner(args, extra) if self.inner is not None else extra["original_block"](args)
         state = {k: args[k] for k in self.stage.state_keys}
+        if run.passes_through(self.index):
+            return state
 
         def compute(new_state):
             call_args = {**args, **new_state}
