@@ -13,6 +13,7 @@ averaged over every row.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence, Tuple
 
@@ -61,6 +62,7 @@ class Calibration:
     fewer_steps: int
     fewer_psnr: float
     heatmap: torch.Tensor     # [1, H, W, 3]
+    seconds: dict             # measuring / search / checks
 
     @property
     def report(self) -> str:
@@ -77,6 +79,8 @@ class Calibration:
             f"{_db(self.scheduled_psnr)}; {self.fewer_steps} steps instead of {steps} ({steps / self.fewer_steps:.2f}x) "
             f"{_db(self.fewer_psnr)}",
             f"=> {verdict}",
+            f"calibration took {sum(self.seconds.values()):.1f} s: " + ", ".join(
+                f"{name} {value:.1f} s" for name, value in self.seconds.items()),
         ])
 
 
@@ -86,7 +90,7 @@ def _db(value: float) -> str:
 
 def latent_psnr(output: torch.Tensor, reference: torch.Tensor) -> float:
     """Mean over samples of the PSNR of a latent against the reference, peak = the reference's range."""
-    out, ref = output.float().flatten(1), reference.float().flatten(1)
+    out, ref = output.detach().float().flatten(1), reference.detach().float().flatten(1)
     mse = ((out - ref) ** 2).mean(1)
     peak = (ref.max(1).values - ref.min(1).values).clamp_min(1e-12)
     psnr = 10 * torch.log10(peak ** 2 / mse.clamp_min(1e-30))
@@ -114,16 +118,22 @@ def calibrate(model, sampling: Sampling, target_speedup: float, mode: str = "aut
     cuts, options = search_options(model, mode)
     family = detect(model.get_model_object("diffusion_model"))
     probes: list = []
+    clock = time.perf_counter()
     reference = sampling.run(apply_blockdance(model, ProbePolicy(cuts, probes), "probe"), on_step=on_step)
     measurement = probes[-1].measurement()
+    seconds = {"measuring run": time.perf_counter() - clock}
+    clock = time.perf_counter()
     plan = search(measurement, target_speedup, options)
     schedule = _schedule(name, family.name, measurement, plan, sampling, mode)
+    seconds["search"] = time.perf_counter() - clock
+    clock = time.perf_counter()
     scheduled = sampling.run(apply_blockdance(model, SchedulePolicy(schedule), "schedule"), on_step=on_step)
     fewer = max(1, math.floor(sampling.steps / plan.ideal_speedup + 1e-9))
     fewer_out = sampling.run(model, steps=fewer, on_step=on_step)
+    seconds["checks (schedule, fewer steps)"] = time.perf_counter() - clock
     heatmap = render(measurement.step_change(), measurement.cuts, [(k, c) for k, c, _ in plan.steps()])
     return Calibration(schedule, measurement, plan, reference, latent_psnr(scheduled, reference), fewer,
-                       latent_psnr(fewer_out, reference), heatmap)
+                       latent_psnr(fewer_out, reference), heatmap, seconds)
 
 
 def _schedule(name: str, family: str, measurement: Measurement, plan: Plan, sampling: Sampling,
