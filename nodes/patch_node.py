@@ -30,8 +30,8 @@ class BlockDancePatch(io.ComfyNode):
                     "blockdance: reuse the cached block output as is. delta: reuse the change the skipped blocks "
                     "made (F_i - F_0) on top of the current step's input, so the current latent still flows "
                     "through (Delta-DiT).")),
-                io.Float.Input("depth", default=DEFAULTS["depth"], min=0.01, max=1.0, step=0.01, tooltip=(
-                    "Fraction of the block stack skipped on a reuse step. Higher = faster and less faithful. "
+                io.Float.Input("depth", default=DEFAULTS["depth"], min=0.0, max=1.0, step=0.01, tooltip=(
+                    "Fraction of the block stack skipped on a reuse step, in (0, 1]. Higher = faster and less faithful. "
                     "0.75 is the paper's setting (21 of PixArt's 28 blocks).")),
                 io.Int.Input("N", default=DEFAULTS["N"], min=1, max=100, tooltip=(
                     "Group size: one full (cache) step, then N-1 reuse steps. N=1 turns reuse off and "

@@ -39,7 +39,7 @@ class BlockDanceCalibrate(io.ComfyNode):
                 io.Combo.Input("scheduler", options=comfy.samplers.SCHEDULER_NAMES),
                 io.Combo.Input("mode", options=list(MODE_CHOICES), default="auto", tooltip=(
                     "auto: choose blockdance or delta for each group of steps; or restrict to one.")),
-                io.Float.Input("target_speedup", default=1.5, min=1.05, max=10.0, step=0.05, tooltip=(
+                io.Float.Input("target_speedup", default=1.5, min=1.0, max=10.0, step=0.05, tooltip=(
                     "Ideal speedup of the block stack the schedule must reach (skipped block executions).")),
                 io.String.Input("filename_prefix", default="", optional=True, tooltip=(
                     "If set, the schedule is saved as models/blockdance/<prefix>_00001.json for "

@@ -213,10 +213,14 @@ def test_n1_over_http_is_bit_identical(server):
     assert torch.equal(base, n1) and not torch.equal(base, reused)
 
 
-def test_bad_input_over_http_is_reported_on_the_node(server):
+@pytest.mark.parametrize("settings, message", [
+    ({"depth": 0.75, "start_percent": 0.9, "end_percent": 0.5}, "start_percent=0.9 must be below end_percent=0.5"),
+    ({"depth": 0.0, "start_percent": 0.4, "end_percent": 0.95}, "depth=0.0 is outside (0, 1]"),  # the widget allows 0
+])
+def test_bad_input_over_http_is_reported_on_the_node(server, settings, message):
     with pytest.raises(AssertionError) as err:
-        server.run_prompt(prompt({"mode": "blockdance", "depth": 0.75, "N": 2, "start_percent": 0.9, "end_percent": 0.5}), "x")
-    assert "start_percent=0.9 must be below end_percent=0.5" in str(err.value)
+        server.run_prompt(prompt({"mode": "blockdance", "N": 2, **settings}), "x")
+    assert message in str(err.value)
 
 
 def test_calibrate_then_patch_over_http(server):
