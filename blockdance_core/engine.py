@@ -117,6 +117,7 @@ class SamplingRun:
         """Return the run's record and drop every tensor the run held."""
         record = self.record
         record.cache_peak_bytes = self.cache.peak_bytes
+        record.extra.update(self.policy.summary() if self.policy is not None else {})
         self.cache.clear()
         self.call = None
         self.scratch.clear()

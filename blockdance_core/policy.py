@@ -42,6 +42,10 @@ class PolicyRun:
     def decide(self, seen: Observation) -> StepAction:
         raise NotImplementedError
 
+    def summary(self) -> dict:
+        """key=value pairs this run's decisions add to the log line (e.g. Ada's mask)."""
+        return {}
+
     def see(self, step: int, evaluation: int, index: int, block_input: Any, block_output: Any,
             to_stage: Optional[Callable[[Any], Any]]) -> None:
         """A watched block ran in a forward of `step` (model evaluation `evaluation`)."""

@@ -48,6 +48,7 @@ class RunRecord:
     offgrid: StepRecord = field(default_factory=lambda: StepRecord(step=None))
     cache_peak_bytes: int = 0
     notes: List[str] = field(default_factory=list)   # said once per run: what the user should know
+    extra: dict = field(default_factory=dict)         # what the policy's decisions were (e.g. Ada's mask)
 
     def step(self, index: Optional[int]) -> StepRecord:
         return self.offgrid if index is None else self.steps[index]
@@ -110,7 +111,7 @@ class RunRecord:
             "blocks_total": self.block_calls_total, "ideal_speedup": round(self.ideal_speedup, 4),
             "cache_peak_bytes": self.cache_peak_bytes, "model_calls": self.model_calls,
             "displaced_calls": self.displaced_calls, "fallback_calls": self.fallback_calls,
-            "notes": list(self.notes),
+            "notes": list(self.notes), "extra": dict(self.extra),
         }
 
     def log_line(self, family: str, mode: str, **extra) -> str:
@@ -122,7 +123,7 @@ class RunRecord:
             f"ideal={self.ideal_speedup:.2f}x",
             f"cache_mb={self.cache_peak_bytes / 2**20:.2f}",
         ]
-        parts += [f"{k}={v}" for k, v in extra.items()]
+        parts += [f"{k}={v}" for k, v in {**extra, **self.extra}.items()]
         return "BlockDance: " + " ".join(parts)
 
 

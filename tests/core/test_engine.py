@@ -23,7 +23,7 @@ def hooks_of(run):
 
 
 def forward(run, model, x, sigma, keys, hook=None):
-    run.begin_call(sigma, keys)
+    run.begin_call(sigma, keys, x=x)
     try:
         return model(x, sigma, hook=hook or hooks_of(run))
     finally:

@@ -1,0 +1,219 @@
+"""BlockDance-Ada: a small decision network that plans the rest of sampling once, at step rho, from
+the latent and the conditioning.
+
+Inputs (family-agnostic): per-channel mean and std of the noisy latent at step rho, its channel mean
+pooled to 4x4, the token-mean of the conditioning through one linear layer, and four scalars (rho's
+position on the timeline, its sigma, the step count, the compute budget as a target speedup), so
+one policy serves several target speeds. Output: for each of BINS stretches of the timeline, the
+probability that a step there computes (the paper's cache mask m); a run reads it at each remaining
+step's position, so the policy serves any step count. Greedy at test time (m > 0.5 computes),
+Bernoulli in training. A batch is decided as a whole (policy.py): the samples' probabilities are
+averaged.
+
+Steps before rho compute (the last of them keeps features, so step rho may already reuse). Reuse
+steps skip blocks 0..cut-1 in the policy's mode (both chosen when the policy is made, from
+calibration). Checkpoints are safetensors with the metadata that says what they fit.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .actions import FULL, StepAction, cache_step, reuse_step
+from .policy import Observation, PolicyRun, StepPolicy
+from .timeline import Timeline
+
+BINS = 32
+FORMAT = "blockdance-ada"
+
+
+class AdaError(ValueError):
+    """A policy checkpoint that cannot be used here; the message names both sides."""
+
+
+@dataclass(frozen=True)
+class AdaMeta:
+    family: str
+    num_blocks: int
+    latent_channels: int
+    cond_width: int
+    rho: float                     # position on the timeline where the plan is made (0 = after step 0)
+    cut: int                       # reuse steps skip blocks 0..cut-1
+    mode: str
+    lam: float                     # reward = saved compute (up to the target) + lam * quality
+    budgets: Tuple[float, ...]     # target speedups it was trained for
+    hidden: int = 128
+    training: dict = field(default_factory=dict, compare=False)
+
+    def to_metadata(self) -> dict:
+        data = asdict(self)
+        data["budgets"] = list(self.budgets)
+        return {"format": FORMAT, "meta": json.dumps(data)}
+
+    @classmethod
+    def from_metadata(cls, metadata: Optional[dict], source: str) -> "AdaMeta":
+        if not metadata or metadata.get("format") != FORMAT or "meta" not in metadata:
+            raise AdaError(f"{source}: not a BlockDance-Ada policy (no '{FORMAT}' metadata)")
+        try:
+            data = json.loads(metadata["meta"])
+            data["budgets"] = tuple(float(b) for b in data["budgets"])
+            return cls(**data)
+        except (ValueError, TypeError, KeyError) as err:
+            raise AdaError(f"{source}: malformed policy metadata ({err})") from None
+
+
+class AdaNet(nn.Module):
+    def __init__(self, latent_channels: int, cond_width: int, hidden: int = 128, bins: int = BINS):
+        super().__init__()
+        self.cond = nn.Linear(cond_width, 32)
+        self.body = nn.Sequential(nn.Linear(2 * latent_channels + 16 + 32 + 4, hidden), nn.SiLU(),
+                                  nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, bins))
+
+    def forward(self, latent: torch.Tensor, cond: torch.Tensor, scalars: torch.Tensor) -> torch.Tensor:
+        """Logits of 'this stretch computes', [batch, bins]."""
+        return self.body(torch.cat([latent, self.cond(cond), scalars], dim=1))
+
+
+def latent_features(x: torch.Tensor) -> torch.Tensor:
+    """[B, C, *spatial] -> [B, 2C + 16]: per-channel mean and std, channel mean pooled to 4x4."""
+    x = x.detach().float()
+    flat = x.flatten(2)
+    image = x.mean(1)
+    while image.dim() > 3:        # video: average the frames
+        image = image.mean(1)
+    pooled = F.adaptive_avg_pool2d(image.unsqueeze(1), 4).flatten(1)
+    return torch.cat([flat.mean(-1), flat.std(-1, unbiased=False), pooled], dim=1)
+
+
+def cond_features(context: Optional[torch.Tensor], rows: int, width: int) -> torch.Tensor:
+    """Token mean of the conditioning, one row per latent row ([rows, width]); zeros without one."""
+    if context is None or context.dim() != 3 or context.shape[-1] != width:
+        return torch.zeros(rows, width)
+    c = context.detach().float().mean(1)
+    return c if c.shape[0] == rows else c.mean(0, keepdim=True).expand(rows, width)
+
+
+def scalars(position: float, sigma: float, steps: int, target: float, rows: int) -> torch.Tensor:
+    values = [position, math.log1p(max(sigma, 0.0)), math.log(max(steps, 1)) / math.log(100), (target - 1) / 3]
+    return torch.tensor(values, dtype=torch.float32).expand(rows, 4)
+
+
+def read_bins(bins: torch.Tensor, positions: List[float]) -> torch.Tensor:
+    """Per-bin values at timeline positions (a plan made on normalised time, read for any run)."""
+    n = bins.shape[-1]
+    return bins[..., [min(n - 1, int(p * n + 1e-9)) for p in positions]]
+
+
+@dataclass(frozen=True)
+class AdaPolicy(StepPolicy):
+    net: Any                       # AdaNet (shared, never trained through this object)
+    meta: AdaMeta
+    target_speedup: float
+    label: str = "ada"
+    sample: bool = False           # training: Bernoulli masks; test: greedy
+    sink: list = field(default_factory=list, compare=False)   # training collects each run here
+    name = "ada"
+
+    def ranges(self, num_blocks: int):
+        return ((range(self.meta.cut), self.meta.mode),)
+
+    def start(self, timeline: Timeline, num_blocks: int) -> "AdaRun":
+        run = AdaRun(self, timeline)
+        if self.sample:
+            self.sink.append(run)
+        return run
+
+    def describe(self, num_blocks: int) -> dict:
+        return {"policy": self.label, "target": f"{self.target_speedup:g}x"}
+
+    def check_model(self, family: str, num_blocks: int) -> None:
+        m = self.meta
+        if m.family != family or m.num_blocks != num_blocks:
+            raise AdaError(f"policy {self.label!r} was trained for {m.family} with {m.num_blocks} blocks; this model "
+                           f"is {family} with {num_blocks} blocks. Train one for it with BlockDance Ada Train.")
+
+
+class AdaRun(PolicyRun):
+    def __init__(self, policy: AdaPolicy, timeline: Timeline):
+        self.policy = policy
+        self.timeline = timeline
+        m = policy.meta
+        self.blocks = range(m.cut)
+        # the plan is made at the first step at or after rho, never at step 0 (nothing is cached yet)
+        later = [k for k, p in enumerate(timeline.positions) if p >= m.rho - 1e-9 and k >= 1]
+        self.rho_step = later[0] if later else timeline.num_steps
+        self.computes: Optional[List[bool]] = None   # per step from rho on
+        self.log_prob: Optional[torch.Tensor] = None  # training: log pi(mask), with grad
+        self.source: Optional[int] = None
+
+    def decide(self, seen: Observation) -> StepAction:
+        k, m = seen.step, self.policy.meta
+        if k < self.rho_step:
+            self.source = k
+            return cache_step(self.blocks, m.mode) if k == self.rho_step - 1 else FULL
+        if self.computes is None:
+            self.computes = self._plan(seen)
+        if self.computes[k - self.rho_step]:
+            nxt = k + 1 - self.rho_step
+            if nxt < len(self.computes) and not self.computes[nxt]:
+                self.source = k
+                return cache_step(self.blocks, m.mode)
+            return FULL
+        return reuse_step(self.blocks, m.mode, self.source)
+
+    def _plan(self, seen: Observation) -> List[bool]:
+        p, m = self.policy, self.policy.meta
+        x = seen.x
+        if x is None or x.dim() < 3 or x.shape[1] != m.latent_channels:
+            raise AdaError(f"policy {p.label!r} reads latents with {m.latent_channels} channels; this run's latent is "
+                           f"{tuple(x.shape) if x is not None else 'unknown'}")
+        rows = x.shape[0]
+        features = (latent_features(x), cond_features(seen.context, rows, m.cond_width),
+                    scalars(self.timeline.positions[seen.step], self.timeline.sigmas[seen.step],
+                            self.timeline.num_steps, p.target_speedup, rows))
+        positions = list(self.timeline.positions[self.rho_step:])
+        with torch.set_grad_enabled(p.sample):
+            probs = torch.sigmoid(p.net(*features)).mean(0)        # one decision for the batch
+            step_probs = read_bins(probs, positions).clamp(1e-4, 1 - 1e-4)
+            if p.sample:
+                computes = torch.bernoulli(step_probs.detach())
+                self.log_prob = (computes * step_probs.log() + (1 - computes) * (1 - step_probs).log()).sum()
+            else:
+                computes = (step_probs > 0.5).float()
+        self.probabilities = step_probs.detach()
+        return [bool(c) for c in computes.tolist()]
+
+    def summary(self) -> dict:
+        if self.computes is None:
+            return {}
+        return {"mask": "".join("C" if c else "R" for c in self.computes), "rho": self.rho_step}
+
+
+def save(path: str, net: AdaNet, meta: AdaMeta) -> None:
+    from safetensors.torch import save_file
+    save_file({k: v.detach().contiguous() for k, v in net.state_dict().items()}, path, metadata=meta.to_metadata())
+
+
+def load(path: str) -> Tuple[AdaNet, AdaMeta]:
+    """Only safetensors: the metadata says what the network fits, then the weights are loaded."""
+    from safetensors import safe_open
+    try:
+        with safe_open(path, framework="pt") as f:
+            meta = AdaMeta.from_metadata(f.metadata(), path)
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except AdaError:
+        raise
+    except Exception as err:   # not a safetensors file, truncated, ...
+        raise AdaError(f"{path}: cannot be read as a safetensors policy ({type(err).__name__}: {err})") from None
+    net = AdaNet(meta.latent_channels, meta.cond_width, meta.hidden)
+    try:
+        net.load_state_dict(tensors)
+    except RuntimeError as err:
+        raise AdaError(f"{path}: weights do not fit the network its metadata describes ({err})") from None
+    return net.eval(), meta

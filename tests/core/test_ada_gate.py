@@ -1,0 +1,92 @@
+import pytest
+import torch
+
+from blockdance_core import PatchSpec, Timeline
+from blockdance_core.ada import AdaError, AdaMeta, AdaNet, AdaPolicy, latent_features, load, read_bins, save
+from blockdance_core.gate import GatePolicy, fit_threshold
+
+from test_engine import SIGMAS, sample
+from toy_dit import ToyDiT
+
+
+def meta(**kw):
+    base = dict(family="toy", num_blocks=6, latent_channels=6, cond_width=8, rho=0.0, cut=6, mode="delta",
+                lam=2.0, budgets=(1.5, 2.0))
+    return AdaMeta(**{**base, **kw})
+
+
+def net_saying(computes: bool, m=None):
+    m = m or meta()
+    net = AdaNet(m.latent_channels, m.cond_width)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.zero_()
+        net.body[-1].bias.fill_(5.0 if computes else -5.0)
+    return net
+
+
+def test_an_all_compute_policy_is_bit_identical():
+    model = ToyDiT(0, 6)
+    base, _ = sample(model)
+    out, record = sample(model, PatchSpec(AdaPolicy(net_saying(True), meta(), 2.0), 6))
+    assert torch.equal(out, base) and not record.steps_reused
+    assert record.extra["mask"] == "C" * 11 and record.extra["rho"] == 1
+
+
+@pytest.mark.parametrize("rho, first_reuse", [(0.0, 1), (0.4, 5)])
+def test_an_all_reuse_policy_reuses_from_rho(rho, first_reuse):
+    model = ToyDiT(0, 6)
+    _, record = sample(model, PatchSpec(AdaPolicy(net_saying(False), meta(rho=rho), 2.0), 6))
+    assert record.steps_reused == set(range(first_reuse, 12))
+    assert record.steps[first_reuse - 1].done == "cache"
+    assert record.block_calls_skipped == 6 * (12 - first_reuse)
+
+
+def test_sampling_mode_keeps_the_log_probability_for_reinforce():
+    model = ToyDiT(0, 6)
+    sink = []
+    policy = AdaPolicy(AdaNet(6, 8), meta(), 1.5, sample=True, sink=sink)
+    sample(model, PatchSpec(policy, 6))
+    (run,) = sink
+    assert run.log_prob.requires_grad and len(run.computes) == 11
+    run.log_prob.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in policy.net.parameters())
+
+
+def test_features_and_bins_are_family_agnostic():
+    assert latent_features(torch.randn(2, 16, 1, 8, 8)).shape == (2, 48)   # Wan video latent
+    assert latent_features(torch.randn(3, 64, 4, 4)).shape == (3, 144)     # HunyuanImage 2.1
+    assert read_bins(torch.arange(4.0), [0.0, 0.3, 0.5, 0.99]).tolist() == [0, 1, 2, 3]
+
+
+def test_checkpoint_round_trip_and_refusals(tmp_path):
+    net, m = AdaNet(6, 8), meta()
+    path = str(tmp_path / "p.safetensors")
+    save(path, net, m)
+    loaded, m2 = load(path)
+    assert m2 == m and all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), loaded.state_dict().values()))
+    with pytest.raises(AdaError, match="trained for toy with 6 blocks; this model is flux with 57 blocks"):
+        AdaPolicy(loaded, m2, 2.0, label="p").check_model("flux", 57)
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a safetensors file")
+    with pytest.raises(AdaError, match="cannot be read as a safetensors policy"):
+        load(str(bad))
+    from safetensors.torch import save_file
+    save_file({"w": torch.zeros(1)}, str(bad))
+    with pytest.raises(AdaError, match="not a BlockDance-Ada policy"):
+        load(str(bad))
+
+
+def test_gate_reuses_while_the_input_barely_moves():
+    model = ToyDiT(0, 6)
+    base, _ = sample(model)
+    never, r0 = sample(model, PatchSpec(GatePolicy(threshold=0.0, depth=1.0), 6))
+    assert torch.equal(never, base) and not r0.steps_reused
+    _, r_all = sample(model, PatchSpec(GatePolicy(threshold=1e9, depth=1.0, max_reuse=3), 6))
+    assert r_all.steps_reused == {1, 2, 3, 5, 6, 7, 9, 10, 11}   # groups of one cache step and 3 reuses
+
+
+def test_fit_threshold_reaches_the_target():
+    speedup = lambda th: 1 + 4 * min(th, 1.0)          # monotone
+    threshold, reached = fit_threshold(speedup, 3.0)
+    assert reached >= 3.0 and threshold == pytest.approx(0.5, abs=1e-3)
