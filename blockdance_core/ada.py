@@ -177,6 +177,7 @@ class AdaRun(PolicyRun):
         features = (latent_features(x), cond_features(seen.context, rows, m.cond_width),
                     scalars(self.timeline.positions[seen.step], self.timeline.sigmas[seen.step],
                             self.timeline.num_steps, p.target_speedup, rows))
+        self.features = tuple(f.detach() for f in features)   # what the network saw (training reuses it)
         positions = list(self.timeline.positions[self.rho_step:])
         with torch.set_grad_enabled(p.sample):
             probs = torch.sigmoid(p.net(*features)).mean(0)        # one decision for the batch

@@ -2,11 +2,13 @@
 from comfy_api.latest import ComfyExtension, io
 
 from . import paths
+from . import ada_training, calibration, families, patcher, telemetry  # noqa: F401 (tools import them)
 from .patch_node import BlockDancePatch
+from .ada_nodes import BlockDanceAdaLoader, BlockDanceAdaTrain
 from .schedule_nodes import BlockDanceCalibrate, BlockDanceScheduleLoader
 
 paths.register()
-NODES = [BlockDancePatch, BlockDanceCalibrate, BlockDanceScheduleLoader]
+NODES = [BlockDancePatch, BlockDanceCalibrate, BlockDanceScheduleLoader, BlockDanceAdaLoader, BlockDanceAdaTrain]
 
 
 class BlockDanceExtension(ComfyExtension):

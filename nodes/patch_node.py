@@ -6,7 +6,7 @@ from comfy_api.latest import io
 from ..blockdance_core import DEFAULTS, MODES, BlockDanceConfig, GroupPolicy
 from ..blockdance_core.calibrated import SchedulePolicy
 from .patcher import apply_blockdance
-from .types import Schedule
+from .types import Policy, Schedule
 
 MODEL_NAMES = ("Flux.1, Flux.2, Chroma, SD3 / SD3.5, Wan 2.1 / 2.2 (incl. VACE), HunyuanVideo 1.0 / 1.5, "
                "HunyuanImage 2.1, LTXV / LTX-2, Qwen-Image, AuraFlow, Mochi, PixArt-alpha / -sigma, HiDream, "
@@ -46,16 +46,24 @@ class BlockDancePatch(io.ComfyNode):
                 Schedule.Input("schedule", optional=True, tooltip=(
                     "A measured schedule (BlockDance Calibrate or Load Schedule). When connected it decides which "
                     "steps reuse, at which depth and in which mode: mode, depth, N and the window are ignored.")),
+                Policy.Input("policy", optional=True, tooltip=(
+                    "A BlockDance-Ada policy (BlockDance Ada Loader / Train): at step rho it decides, for this latent "
+                    "and prompt, which remaining steps reuse. Replaces the schedule and the settings above.")),
+                io.Float.Input("target_speedup", default=2.0, min=1.0, max=10.0, step=0.05, optional=True, tooltip=(
+                    "With a policy: the compute budget it aims for (ideal speedup of the block stack).")),
             ],
             outputs=[io.Model.Output(tooltip="A patched copy of the model; the input model is left unchanged.")],
             hidden=[io.Hidden.unique_id],
         )
 
     @classmethod
-    def execute(cls, model, mode, depth, N, start_percent, end_percent, schedule=None) -> io.NodeOutput:
+    def execute(cls, model, mode, depth, N, start_percent, end_percent, schedule=None, policy=None,
+                target_speedup=2.0) -> io.NodeOutput:
         hidden = getattr(cls, "hidden", None)
         node_id = hidden.unique_id if hidden is not None else None
-        if schedule is not None:
+        if policy is not None:
+            policy, mode = policy.policy(target_speedup), policy.meta.mode
+        elif schedule is not None:
             policy, mode = SchedulePolicy(schedule), "/".join(schedule.modes) or "none"
         else:
             policy = GroupPolicy(BlockDanceConfig(mode=mode, depth=depth, N=N, start_percent=start_percent,

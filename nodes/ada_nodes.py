@@ -1,0 +1,111 @@
+"""BlockDance Ada Loader (a trained policy from the blockdance folder) and BlockDance Ada Train (train
+one on the user's own model, in the graph)."""
+from __future__ import annotations
+
+import os
+
+import comfy.samplers
+import comfy.utils
+from comfy_api.latest import io, ui
+
+from ..blockdance_core import ada
+from . import paths
+from .ada_training import Item, choose_action, train
+from .calibration import Sampling
+from .families import detect
+from .types import Policy
+
+
+class LoadedPolicy:
+    """What flows through a BLOCKDANCE_POLICY socket: the network, what it fits, and its name."""
+
+    def __init__(self, net, meta: ada.AdaMeta, name: str):
+        self.net, self.meta, self.name = net, meta, name
+
+    def policy(self, target_speedup: float) -> ada.AdaPolicy:
+        return ada.AdaPolicy(self.net, self.meta, target_speedup, self.name)
+
+
+class BlockDanceAdaLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="BlockDanceAdaLoader",
+            display_name="BlockDance Ada Loader",
+            category="model_patches/blockdance",
+            description="A BlockDance-Ada policy (models/blockdance/*.safetensors): connect it to BlockDance Patch, "
+                        "which then asks it, at step rho, which of the remaining steps to reuse for this latent and prompt.",
+            inputs=[io.Combo.Input("policy_name", options=paths.list_files(".safetensors"))],
+            outputs=[Policy.Output(display_name="policy")],
+        )
+
+    @classmethod
+    def execute(cls, policy_name) -> io.NodeOutput:
+        net, meta = ada.load(paths.full_path(policy_name))
+        return io.NodeOutput(LoadedPolicy(net, meta, os.path.splitext(os.path.basename(policy_name))[0]))
+
+
+class BlockDanceAdaTrain(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="BlockDanceAdaTrain",
+            display_name="BlockDance Ada Train",
+            category="model_patches/blockdance",
+            description=(
+                "Trains a BlockDance-Ada policy for this model with REINFORCE (reward = compute saved against the "
+                "budget + lambda x fidelity to the uncached result), rolling out the real patched model. Each row "
+                "of the latent batch is one training item (its own seed). Saves into models/blockdance."),
+            is_output_node=True,
+            inputs=[
+                io.Model.Input("model"),
+                io.Conditioning.Input("positive"),
+                io.Conditioning.Input("negative"),
+                io.Latent.Input("latent_image", tooltip="A batch: one training item per row."),
+                io.Int.Input("seed", default=0, min=0, max=0xffffffffffffffff),
+                io.Int.Input("steps", default=20, min=2, max=10000),
+                io.Float.Input("cfg", default=8.0, min=0.0, max=100.0, step=0.1, round=0.01),
+                io.Combo.Input("sampler_name", options=comfy.samplers.SAMPLER_NAMES),
+                io.Combo.Input("scheduler", options=comfy.samplers.SCHEDULER_NAMES),
+                io.String.Input("budgets", default="1.5, 2.0, 2.5", tooltip="Target speedups the policy serves."),
+                io.Float.Input("rho", default=0.0, min=0.0, max=0.95, step=0.05, tooltip=(
+                    "Where on the timeline the policy decides (0 = right after the first step).")),
+                io.Int.Input("iterations", default=20, min=1, max=10000),
+                io.Int.Input("rollouts", default=4, min=2, max=64, tooltip="Sampled masks per item and iteration."),
+                io.String.Input("filename_prefix", default="blockdance_ada"),
+            ],
+            outputs=[Policy.Output(display_name="policy"), io.String.Output(display_name="report")],
+        )
+
+    @classmethod
+    def execute(cls, model, positive, negative, latent_image, seed, steps, cfg, sampler_name, scheduler, budgets,
+                rho, iterations, rollouts, filename_prefix) -> io.NodeOutput:
+        try:
+            targets = tuple(float(b) for b in budgets.replace(";", ",").split(",") if b.strip())
+        except ValueError:
+            raise ValueError(f"budgets={budgets!r}: give target speedups separated by commas, e.g. '1.5, 2.0'") from None
+        if not targets or min(targets) < 1.0:
+            raise ValueError(f"budgets={budgets!r}: every target speedup must be >= 1.0")
+        samples = latent_image["samples"]
+        items = [Item(Sampling(positive, negative, {"samples": samples[i:i + 1]}, seed + i, steps, cfg, sampler_name,
+                               scheduler)) for i in range(samples.shape[0])]
+        cut, mode = choose_action(model, items, targets)
+        diffusion_model = model.get_model_object("diffusion_model")
+        family = detect(diffusion_model)
+        context = positive[0][0]
+        meta = ada.AdaMeta(family.name, len(family.blocks(diffusion_model)), int(samples.shape[1]),
+                           int(context.shape[-1]), rho, cut, mode, 2.0, targets)
+        progress = comfy.utils.ProgressBar(iterations)
+        net, log = train(model, items, meta, iterations, rollouts, seed=seed,
+                         progress=lambda i, n, entry: progress.update_absolute(i, n))
+        meta = ada.AdaMeta(**{**meta.__dict__, "training": {
+            "sampler": sampler_name, "scheduler": scheduler, "steps": steps, "cfg": cfg, "items": len(items),
+            "iterations": log.iterations, "rollouts": log.rollouts, "seconds": round(log.seconds, 1)}})
+        path = paths.save_path(filename_prefix, ".safetensors")
+        ada.save(path, net, meta)
+        last = log.history[-1] if log.history else {}
+        report = (f"BlockDance-Ada: {len(items)} items, {log.rollouts} rollouts in {log.seconds:.0f} s; action: "
+                  f"skip {cut}/{meta.num_blocks} blocks ({mode}); last iteration: PSNR {last.get('psnr', 0):.1f} dB, "
+                  f"ideal {last.get('speedup', 1):.2f}x; saved {path}")
+        name = os.path.splitext(os.path.basename(path))[0]
+        return io.NodeOutput(LoadedPolicy(net, meta, name), report, ui=ui.PreviewText(report))

@@ -1,0 +1,196 @@
+"""Training a BlockDance-Ada policy on the user's own model, with rollouts of the real patched model.
+
+1. The uncached output of every training item (a conditioning and a seed) is the fidelity reference.
+2. The reuse action (cut, mode) is the one calibration uses most at the training budgets (one probed
+   run of the items, blockdance_core.search).
+3. Optional warm start: per item and budget, the searched static plan of that item alone is the
+   target mask; the network imitates it (binary cross-entropy on its per-stretch probabilities).
+4. REINFORCE with a baseline: per item, K rollouts sample masks from the policy; reward = compute
+   term + lam * quality. The compute term is 1 when the saved share of block executions equals the
+   budget's (1 - 1/target) and falls off linearly either way, so the policy reaches the budget and
+   spends the rest on fidelity; quality = min(PSNR of the latent against the reference, 60 dB) / 60.
+   gradient = mean over rollouts of (reward - the item's mean reward) * grad log pi(mask).
+
+Reproducible (seeded: items, budget draws and Bernoulli masks), resumable from a safetensors train
+state, with a progress callback and its cost (wall time, rollouts) in the returned log.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field, replace
+from typing import Callable, List, Optional, Sequence, Tuple
+
+import torch
+
+from ..blockdance_core import ada
+from ..blockdance_core.probe import ProbePolicy
+from ..blockdance_core.search import search
+from .calibration import Sampling, latent_psnr, search_options
+from .families import detect
+from .patcher import apply_blockdance
+
+MAX_PSNR = 60.0
+
+
+@dataclass
+class Item:
+    sampling: Sampling          # one conditioning and seed, batch 1
+    reference: Optional[torch.Tensor] = None
+    features: Optional[tuple] = None   # the network's inputs at rho (budget filled in per use)
+
+
+@dataclass
+class TrainLog:
+    iterations: int = 0
+    rollouts: int = 0
+    seconds: float = 0.0
+    warm_start_seconds: float = 0.0
+    history: List[dict] = field(default_factory=list)   # per iteration: mean reward, PSNR, speedup
+
+
+def choose_action(model, items: Sequence[Item], budgets: Sequence[float], mode: str = "auto") -> Tuple[int, str]:
+    """The (cut, mode) calibration uses most (by blocks skipped) over the budgets, measured on the items."""
+    cuts, options = search_options(model, mode)
+    probes: list = []
+    patched = apply_blockdance(model, ProbePolicy(cuts, probes), "probe")
+    for item in items:
+        item.reference = item.sampling.run(patched)
+    votes = {}
+    for probe in probes:
+        measurement = probe.measurement()
+        for budget in budgets:
+            for g in search(measurement, budget, options).groups:
+                votes[(g.cut, g.mode)] = votes.get((g.cut, g.mode), 0) + len(g.reuse_steps) * g.cut
+    return max(votes, key=votes.get) if votes else (cuts[-1], "blockdance")
+
+
+def _targets(model, item: Item, meta: ada.AdaMeta) -> dict:
+    """Per budget, the item's own searched plan as per-bin 'computes' targets (one probed run)."""
+    probes: list = []
+    item.sampling.run(apply_blockdance(model, ProbePolicy((meta.cut,), probes), "probe"))
+    measurement = probes[-1].measurement()
+    positions = measurement.timeline.positions
+    out = {}
+    for budget in meta.budgets:
+        plan = search(measurement, budget, [(meta.cut, meta.mode)])
+        computes = torch.tensor([kind != "reuse" for kind, _, _ in plan.steps()], dtype=torch.float32)
+        bins = torch.zeros(ada.BINS)
+        for b in range(ada.BINS):   # a bin takes the steps whose position falls in it, else the nearest step
+            inside = [k for k, p in enumerate(positions) if b / ada.BINS <= p < (b + 1) / ada.BINS]
+            nearest = min(range(len(positions)), key=lambda k: abs(positions[k] - (b + 0.5) / ada.BINS))
+            bins[b] = computes[inside].mean() if inside else computes[nearest]
+        out[budget] = bins
+    return out
+
+
+def _rollout(model, item: Item, net, meta, budget: float, sample: bool, label: str = "train"):
+    sink: list = []
+    policy = ada.AdaPolicy(net, meta, budget, label, sample=sample, sink=sink)
+    from . import telemetry
+    with telemetry.recorded_runs() as reports:
+        out = item.sampling.run(apply_blockdance(model, policy, "ada"))
+    record = reports[-1].record
+    return out, record, (sink[-1] if sink else None)
+
+
+def train(model, items: Sequence[Item], meta: ada.AdaMeta, iterations: int, rollouts: int = 4, lr: float = 3e-3,
+          seed: int = 0, warm_start: bool = True, state_path: Optional[str] = None, save_every: int = 10,
+          progress: Optional[Callable[[int, int, dict], None]] = None) -> Tuple[ada.AdaNet, TrainLog]:
+    torch.manual_seed(seed)
+    net = ada.AdaNet(meta.latent_channels, meta.cond_width, meta.hidden)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    log, start = TrainLog(), 0
+    if state_path and os.path.exists(state_path):
+        start, log = _load_state(state_path, net, opt)
+    started = time.perf_counter() - log.seconds
+    for item in items:   # the reference and the network's inputs at rho (mask-independent)
+        if item.reference is None:
+            item.reference = item.sampling.run(model)
+        if item.features is None:
+            _, _, run = _rollout(model, item, net, meta, meta.budgets[0], sample=True)
+            item.features = run.features
+    if warm_start and start == 0 and not log.warm_start_seconds:
+        clock = time.perf_counter()
+        _imitate(model, net, items, meta)
+        log.warm_start_seconds = time.perf_counter() - clock
+    rng = torch.Generator().manual_seed(seed)
+    for it in range(start, iterations):
+        torch.manual_seed(seed * 100_003 + it)   # the Bernoulli masks of this iteration
+        losses, stats = [], []
+        for i, item in enumerate(items):
+            budget = meta.budgets[int(torch.randint(len(meta.budgets), (1,), generator=rng))]
+            rewards, log_probs = [], []
+            for _ in range(rollouts):
+                out, record, run = _rollout(model, item, net, meta, budget, sample=True)
+                psnr = latent_psnr(out, item.reference)
+                saved = 1 - 1 / record.ideal_speedup
+                wanted = 1 - 1 / budget
+                reward = 1 - abs(saved - wanted) / wanted + meta.lam * min(psnr, MAX_PSNR) / MAX_PSNR
+                rewards.append(reward)
+                log_probs.append(run.log_prob)
+                stats.append((reward, min(psnr, MAX_PSNR), record.ideal_speedup))
+                log.rollouts += 1
+            r = torch.tensor(rewards)
+            advantage = r - r.mean()
+            losses.append(-(advantage * torch.stack(log_probs)).mean())
+        opt.zero_grad()
+        torch.stack(losses).mean().backward()
+        opt.step()
+        entry = {"iteration": it + 1, "reward": sum(s[0] for s in stats) / len(stats),
+                 "psnr": sum(s[1] for s in stats) / len(stats), "speedup": sum(s[2] for s in stats) / len(stats)}
+        log.history.append(entry)
+        log.iterations, log.seconds = it + 1, time.perf_counter() - started
+        if progress is not None:
+            progress(it + 1, iterations, entry)
+        if state_path and ((it + 1) % save_every == 0 or it + 1 == iterations):
+            _save_state(state_path, net, opt, log)
+    log.seconds = time.perf_counter() - started
+    return net.eval(), log
+
+
+def _imitate(model, net, items: Sequence[Item], meta: ada.AdaMeta, epochs: int = 200) -> None:
+    data = [(item.features, budget, target) for item in items for budget, target in _targets(model, item, meta).items()]
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    for _ in range(epochs):
+        loss = 0.0
+        for (latent, cond, scalars), budget, target in data:
+            s = scalars.clone()
+            s[:, 3] = (budget - 1) / 3
+            logits = net(latent, cond, s).mean(0)
+            loss = loss + torch.nn.functional.binary_cross_entropy_with_logits(logits, target)
+        opt.zero_grad()
+        (loss / len(data)).backward()
+        opt.step()
+
+
+def _save_state(path: str, net, opt, log: TrainLog) -> None:
+    import json
+    from safetensors.torch import save_file
+    tensors = {f"net.{k}": v.detach().clone().contiguous() for k, v in net.state_dict().items()}
+    for i, p in enumerate(net.parameters()):
+        state = opt.state.get(p)
+        if state:
+            tensors[f"adam.{i}.exp_avg"] = state["exp_avg"].contiguous()
+            tensors[f"adam.{i}.exp_avg_sq"] = state["exp_avg_sq"].contiguous()
+            tensors[f"adam.{i}.step"] = torch.as_tensor(state["step"], dtype=torch.float32).reshape(1)
+    meta = {"log": json.dumps({"iterations": log.iterations, "rollouts": log.rollouts, "seconds": log.seconds,
+                               "warm_start_seconds": log.warm_start_seconds, "history": log.history})}
+    save_file(tensors, path + ".tmp", metadata=meta)
+    os.replace(path + ".tmp", path)
+
+
+def _load_state(path: str, net, opt) -> Tuple[int, TrainLog]:
+    import json
+    from safetensors import safe_open
+    with safe_open(path, framework="pt") as f:
+        data = json.loads(f.metadata()["log"])
+        net.load_state_dict({k[4:]: f.get_tensor(k) for k in f.keys() if k.startswith("net.")})
+        for i, p in enumerate(net.parameters()):
+            if f"adam.{i}.exp_avg" in f.keys():
+                opt.state[p] = {"exp_avg": f.get_tensor(f"adam.{i}.exp_avg"),
+                                "exp_avg_sq": f.get_tensor(f"adam.{i}.exp_avg_sq"),
+                                "step": f.get_tensor(f"adam.{i}.step").reshape(())}
+    log = TrainLog(data["iterations"], data["rollouts"], data["seconds"], data["warm_start_seconds"], data["history"])
+    return log.iterations, log
