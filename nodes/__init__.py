@@ -2,6 +2,7 @@
 from comfy_api.latest import ComfyExtension, io
 
 from . import paths
+from . import routes  # noqa: F401  (adds GET /blockdance/plan to a running ComfyUI server)
 from . import ada_training, calibration, families, patcher, telemetry  # noqa: F401 (tools import them)
 from .patch_node import BlockDancePatch
 from .ada_nodes import BlockDanceAdaLoader, BlockDanceAdaTrain
