@@ -4,5 +4,6 @@ ComfyUI imports this package from custom_nodes/ and calls `comfy_entrypoint` (V3
 inside imports relatively, because ComfyUI has a top-level module called `nodes` of its own.
 """
 from .nodes import NODES, comfy_entrypoint
+WEB_DIRECTORY = "./web"  # the per-step strip and headline drawn on BlockDance nodes
 
 __all__ = ["NODES", "comfy_entrypoint"]

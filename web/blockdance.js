@@ -1,0 +1,142 @@
+// BlockDance in the ComfyUI frontend: every BlockDance Patch node carries a strip with one cell per
+// sampling step and a line of headline numbers.
+//  - After a run it draws the run record the engine sends (websocket event `blockdance.run`).
+//  - Before a run (or after the settings changed) it draws the plan the server's core computes for
+//    the connected sampler's step count (GET /blockdance/plan); nothing is re-derived here.
+// The strip is a DOM widget, so it shows in the classic canvas and in the Nodes 2.0 (Vue) renderer.
+// Its state is kept on the node (`node.blockdance.state`) for tools and tests to read.
+import { app } from "../../scripts/app.js";
+import { api } from "../../scripts/api.js";
+import { findSampler, samplerLabel, samplerQuery } from "./js/graph.js";
+import { STYLE, createStripElement, fromMessage, fromPreview, fromRecord, renderStrip } from "./js/strip.js";
+
+const PATCH = "BlockDancePatch";
+const LOADER = "BlockDanceScheduleLoader";
+const EVENT = "blockdance.run";
+const SETTINGS = ["mode", "depth", "N", "start_percent", "end_percent"];
+const STRIP_HEIGHT = 52;
+const REFRESH_MS = 300;
+
+function widgetValue(node, name) {
+  return node.widgets?.find((w) => w.name === name)?.value;
+}
+
+function isPatch(node) {
+  return node?.comfyClass === PATCH || node?.type === PATCH;
+}
+
+function show(node, state) {
+  node.blockdance.state = state;
+  node.blockdance.shownKey = node.blockdance.key;   // the state drawn is the one for the current inputs
+  renderStrip(node.blockdance.element, state);
+  node.setDirtyCanvas?.(true, true);
+}
+
+function attachStrip(node) {
+  if (node.blockdance) return;
+  const element = createStripElement();
+  const widget = node.addDOMWidget("blockdance_strip", "BLOCKDANCE_STRIP", element, {
+    serialize: false, hideOnZoom: false, margin: 4,
+    getMinHeight: () => STRIP_HEIGHT, getMaxHeight: () => STRIP_HEIGHT,
+  });
+  widget.serialize = false;   // not a node input: kept out of the workflow's widgets_values and the prompt
+  node.blockdance = { element, widget, state: null, key: null, run: null, runs: 0, numBlocks: null,
+    shownKey: undefined };
+  show(node, fromMessage("BlockDance: connect a sampler to preview the plan"));
+}
+
+function fitSize(node) {
+  const min = node.computeSize?.();
+  if (min && (node.size[0] < min[0] || node.size[1] < min[1])) {
+    node.setSize([Math.max(node.size[0], min[0]), Math.max(node.size[1], min[1])]);
+  }
+}
+
+/** What the preview depends on: the node's settings (or the saved schedule it is given), the
+ * connected sampler's step settings, and the block count a run reported. */
+function currentInputs(node) {
+  const linked = (name) => {
+    const slot = node.findInputSlot?.(name) ?? -1;
+    return slot >= 0 && node.inputs[slot].link != null ? node.getInputNode(slot) : null;
+  };
+  const policy = linked("policy");
+  const source = linked("schedule");
+  const scheduleName = !policy && source?.comfyClass === LOADER ? widgetValue(source, "schedule_name") : null;
+  // A BlockDance-Ada policy decides per latent during the run; BlockDance Calibrate's schedule exists
+  // once it has run: neither can be previewed.
+  const fromRun = policy ? "policy" : source && scheduleName === null ? "calibration" : null;
+  const sampler = fromRun ? null : findSampler(node);
+  const query = sampler ? samplerQuery(sampler) : null;
+  const settings = scheduleName ? { schedule_name: scheduleName }
+    : Object.fromEntries(SETTINGS.map((name) => [name, widgetValue(node, name)]));
+  const key = JSON.stringify([settings, fromRun, sampler?.id ?? null, query, node.blockdance.numBlocks]);
+  return { key, settings, fromRun, sampler, query };
+}
+
+async function refresh(node) {
+  const bd = node.blockdance;
+  const inputs = currentInputs(node);
+  if (inputs.key === bd.key) return;
+  bd.key = inputs.key;
+  if (bd.run && bd.run.key === inputs.key) return show(node, bd.run.state);
+  if (inputs.fromRun) return show(node, fromMessage(`plan from the connected ${inputs.fromRun}: drawn after a run`));
+  if (!inputs.sampler) return show(node, fromMessage("connect a sampler to preview the plan"));
+  const params = new URLSearchParams({ ...inputs.settings, ...inputs.query });
+  if (bd.numBlocks && !inputs.settings.schedule_name) params.set("num_blocks", String(bd.numBlocks));
+  try {
+    const response = await api.fetchApi(`/blockdance/plan?${params}`);
+    const body = await response.json();
+    if (bd.key !== inputs.key) return;   // the settings moved on while the server answered
+    show(node, response.ok ? fromPreview(body, samplerLabel(inputs.sampler, inputs.query))
+      : fromMessage(body.error || `plan preview failed (${response.status})`, true));
+  } catch (err) {
+    if (bd.key === inputs.key) show(node, fromMessage(`plan preview failed: ${err}`, true));
+  }
+}
+
+function patchNodes() {
+  const graph = app.canvas?.graph ?? app.graph;
+  return (graph?.nodes ?? []).filter((node) => node.blockdance);
+}
+
+/** The node an execution id names: "12", or "5:12" inside subgraph node 5. */
+function nodeForExecutionId(id) {
+  const parts = String(id).split(":");
+  let graph = app.rootGraph ?? app.graph;
+  let node = null;
+  for (const part of parts) {
+    node = graph?.getNodeById(part) ?? graph?.getNodeById(Number(part));
+    if (!node) return null;
+    graph = node.subgraph;
+  }
+  return node;
+}
+
+function onRun({ detail }) {
+  const node = nodeForExecutionId(detail.node);
+  if (!node?.blockdance) return;
+  const bd = node.blockdance;
+  bd.numBlocks = detail.record.num_blocks;
+  bd.runs += 1;
+  const state = fromRecord(detail.record, detail.line);
+  bd.run = { key: currentInputs(node).key, state, record: detail.record };
+  bd.key = bd.run.key;
+  show(node, state);
+}
+
+app.registerExtension({
+  name: "blockdance.strip",
+  async setup() {
+    const style = document.createElement("style");
+    style.textContent = STYLE;
+    document.head.appendChild(style);
+    api.addEventListener(EVENT, onRun);
+    setInterval(() => patchNodes().forEach(refresh), REFRESH_MS);
+  },
+  nodeCreated(node) {
+    if (isPatch(node)) attachStrip(node);
+  },
+  loadedGraphNode(node) {
+    if (node.blockdance) fitSize(node);
+  },
+});
