@@ -20,7 +20,7 @@ sys.path.append(os.path.dirname(os.path.dirname(HERE)))
 
 import bd_browser  # noqa: E402
 import bd_server  # noqa: E402
-import examples  # noqa: E402
+import bd_examples as examples  # noqa: E402
 
 WIDTH = 640
 

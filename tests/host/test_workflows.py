@@ -11,7 +11,7 @@ import pytest
 sys.path.append(os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "browser"))
 import bd_server  # noqa: E402
 import bd_workflows  # noqa: E402
-import examples  # noqa: E402
+import bd_examples as examples  # noqa: E402
 
 TINY_FOR = {   # example -> {model file the workflow names: tiny file of the same family}
     "blockdance_flux_t2i": {"flux1-dev.safetensors": "tiny_flux.safetensors"},
@@ -43,7 +43,7 @@ def test_every_example_is_covered_and_is_what_the_builder_writes():
     assert files == sorted(examples.EXAMPLES) == sorted(TINY_FOR)
     for name in files:
         assert load(name) == json.loads(json.dumps(examples.build(name))), \
-            f"{name}.json differs from tests/browser/examples.py; run python tests/browser/examples.py"
+            f"{name}.json differs from tests/browser/bd_examples.py; run python tests/browser/bd_examples.py"
 
 
 @pytest.mark.parametrize("name", sorted(examples.EXAMPLES))

@@ -3,7 +3,7 @@ a titled group around the graph, a Note naming each model file and the folder it
 recorded as `properties.models` on the loader, which the frontend's missing-models dialog reads),
 a view that opens with every node below the top bar, and valid links.
 
-    python tests/browser/examples.py        # rewrite example_workflows/*.json
+    python tests/browser/bd_examples.py        # rewrite example_workflows/*.json
 
 (`tests/host/test_workflows.py` checks the committed files are what this writes; the .jpg thumbnails
 are screenshots taken by `python tests/browser/thumbnails.py`.) It also builds the tiny SD3 graph the
