@@ -64,7 +64,8 @@ function currentInputs(node) {
   const scheduleName = !policy && source?.comfyClass === LOADER ? widgetValue(source, "schedule_name") : null;
   // A BlockDance-Ada policy decides per latent during the run; BlockDance Calibrate's schedule exists
   // once it has run: neither can be previewed.
-  const fromRun = policy ? "policy" : source && scheduleName === null ? "calibration" : null;
+  const fromRun = policy ? "policy" : source && scheduleName === null
+    ? (source.comfyClass === "BlockDanceCalibrate" ? "calibration" : "schedule") : null;
   const sampler = fromRun ? null : findSampler(node);
   const query = sampler ? samplerQuery(sampler) : null;
   const settings = scheduleName ? { schedule_name: scheduleName }
