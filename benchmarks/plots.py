@@ -9,7 +9,7 @@ from PIL import Image, ImageDraw
 
 from .reference import data
 
-COLORS = {"blockdance": (214, 39, 40), "delta": (255, 127, 14), "easycache": (31, 119, 180),
+COLORS = {"calibrated": (148, 103, 189), "blockdance": (214, 39, 40), "delta": (255, 127, 14), "easycache": (31, 119, 180),
           "lazycache": (44, 160, 44), "fewer_steps": (120, 120, 120), "baseline": (0, 0, 0)}
 PANEL_W, PANEL_H, MARGIN = 520, 380, 60
 
@@ -55,15 +55,16 @@ def pareto_plot(rows: List[dict], path: str) -> None:
     image.save(path)
 
 
-def _digits_row(latents: torch.Tensor, per_class: int, scale: int = 3) -> Image.Image:
-    images = data.from_latent(latents[::per_class][:10])
+def _digits_row(latents: torch.Tensor, per_class: int, from_latent, scale: int = 3) -> Image.Image:
+    images = from_latent(latents[::per_class][:10])
     pixels = ((images[:, 0] + 1) * 127.5).clamp(0, 255).byte()
     row = torch.cat(list(pixels), dim=1).numpy()
     return Image.fromarray(row, mode="L").resize((row.shape[1] * scale, row.shape[0] * scale), Image.NEAREST)
 
 
-def sample_grid(grids: Dict[str, list], per_class: int, path: str) -> None:
-    """Per sampler, one row per method (its N=2 / mid-threshold configuration), one digit per class."""
+def sample_grid(grids: Dict[str, list], per_class: int, path: str, from_latent=data.from_latent) -> None:
+    """Per sampler, one row per method (BlockDance / delta N=2, the 2x calibrated schedule, the
+    mid-threshold EasyCache / LazyCache, fewer steps matched to BlockDance N=2), one digit per class."""
     def pick(configs, method, **params):
         for c in configs:
             if c.method == method and all(c.params.get(k) == v for k, v in params.items()):
@@ -76,8 +77,9 @@ def sample_grid(grids: Dict[str, list], per_class: int, path: str) -> None:
         matched = min((c for c in configs if c.method == "fewer_steps"),
                       key=lambda c: abs(c.block_calls - bd.block_calls), default=None) if bd else None
         chosen = [pick(configs, "baseline"), bd, pick(configs, "delta", N=2, depth=0.75),
+                  pick(configs, "calibrated", target_speedup=2.0),
                   pick(configs, "easycache", reuse_threshold=0.1), pick(configs, "lazycache", reuse_threshold=0.1), matched]
-        rows += [(f"{sampler}: {c.label}", _digits_row(c.output, per_class)) for c in chosen if c is not None]
+        rows += [(f"{sampler}: {c.label}", _digits_row(c.output, per_class, from_latent)) for c in chosen if c is not None]
     label_w = 300
     width = label_w + max(img.width for _, img in rows)
     height = sum(img.height + 4 for _, img in rows)

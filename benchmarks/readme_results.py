@@ -1,8 +1,9 @@
-"""Write the README's Results section from a benchmark JSON (no hand-typed numbers).
+"""Write the README's Results section from the benchmark JSONs (no hand-typed numbers).
 
-`python -m benchmarks.readme_results out/benchmark/results.json [--speed out/benchmark/speed.json]`
-replaces the text between the README's results (and speed) markers and copies the Pareto plot
-and sample grid into docs/.
+`python -m benchmarks.readme_results out/benchmark/results_wan21.json out/benchmark/results_hunyuan_image21.json
+[--speed out/benchmark/speed.json]` replaces the text between the README's results (and speed)
+markers with one section per reference model, and copies each model's Pareto plot and sample grid
+into docs/.
 """
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from typing import Dict, List, Optional
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 SPEED_START, SPEED_END = "<!-- speed:start -->", "<!-- speed:end -->"
-TARGETS = (1.2, 1.4, 1.6)
+TARGETS = (1.2, 1.5, 2.0, 2.5, 3.0)
+RIVALS = ("fewer_steps", "easycache", "lazycache")
 
 
 def winner(rows: List[dict], target: float) -> Optional[dict]:
@@ -30,7 +32,7 @@ def fmt(v: float) -> str:
     return "inf" if math.isinf(v) else f"{v:.1f}"
 
 
-def section(rows: List[dict], header: str) -> str:
+def section(rows: List[dict], header: str, images: str = "") -> str:
     out = [header, ""]
     samplers = list(dict.fromkeys(r["sampler"] for r in rows))
     summary: Dict[str, Dict[float, Optional[dict]]] = {}
@@ -38,24 +40,53 @@ def section(rows: List[dict], header: str) -> str:
         srows = [r for r in rows if r["sampler"] == sampler]
         summary[sampler] = {t: winner(srows, t) for t in TARGETS}
         out += [f"**{sampler}**", "",
-                "| configuration | speedup | ideal | efficiency | wall | PSNR mean | PSNR min | SSIM | class acc | FD-cls |",
-                "|---|---|---|---|---|---|---|---|---|---|"]
+                "| configuration | speedup | ideal | efficiency | wall | PSNR mean | PSNR min | SSIM | class acc | FD-cls | predicted error |",
+                "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in srows:
+            predicted = "" if r.get("predicted_error") is None else f"{r['predicted_error']:.3f}"
             out.append(f"| {r['label']} | {r['speedup']:.2f}x | {r['ideal_speedup']:.2f}x | {r['efficiency']:.2f} | "
                        f"{r['speedup_wall']:.2f}x | {fmt(r['psnr_mean'])} | {fmt(r['psnr_min'])} | {r['ssim']:.4f} | {r['cls_acc']:.2f} | "
-                       f"{r['fd_cls']:.1f} |")
+                       f"{r['fd_cls']:.1f} | {predicted} |")
         noise = [r["timing_noise"] for r in srows if "timing_noise" in r]
         if noise:
             out += ["", f"Timing noise floor: the uncached copies' times lie within {noise[0]:.1%} of their mean."]
-        out.append("")
+        rho = [r["rank_correlation"] for r in srows if r.get("rank_correlation") is not None]
+        if rho:
+            out += ["", f"Rank correlation (Spearman) of the calibration's predicted error with the measured PSNR "
+                        f"over every reuse configuration: {rho[0]:+.3f} (-1 = the prediction orders them exactly)."]
+        out += ["", bar(srows, sampler), ""]
     out += ["Most faithful configuration (highest PSNR mean) among those measured at least this fast:", "",
             "| sampler | " + " | ".join(f">= {t}x" for t in TARGETS) + " |", "|---|" + "---|" * len(TARGETS)]
     for sampler, wins in summary.items():
         cells = [f"{w['label']} ({w['speedup']:.2f}x, {fmt(w['psnr_mean'])} dB)" if w else "none this fast"
                  for w in wins.values()]
         out.append(f"| {sampler} | " + " | ".join(cells) + " |")
-    out += ["", verdict(summary), "", "![Pareto plot](docs/pareto.png)", "", "![Samples](docs/samples.png)"]
+    out += ["", verdict(summary)]
+    if images:
+        out += ["", images]
     return "\n".join(out)
+
+
+def bar(rows: List[dict], sampler: str) -> str:
+    """Does the best calibrated schedule at least this fast beat fewer steps, EasyCache and LazyCache
+    at the same or higher speed? One verdict per target speed."""
+    parts = []
+    for t in TARGETS:
+        ours = [r for r in rows if r["method"] == "calibrated" and r["speedup"] >= t]
+        if not ours:
+            parts.append(f"{t}x: no calibrated row this fast")
+            continue
+        best = max(ours, key=lambda r: r["psnr_mean"])
+        rivals = [r for r in rows if r["method"] in RIVALS and r["speedup"] >= best["speedup"]]
+        top = max(rivals, key=lambda r: r["psnr_mean"], default=None)
+        if top is None:
+            parts.append(f"{t}x: {fmt(best['psnr_mean'])} dB, no rival this fast")
+        elif best["psnr_mean"] > top["psnr_mean"]:
+            parts.append(f"{t}x: wins by {best['psnr_mean'] - top['psnr_mean']:.1f} dB over {top['label']}")
+        else:
+            parts.append(f"{t}x: LOSES to {top['label']} ({fmt(top['psnr_mean'])} vs {fmt(best['psnr_mean'])} dB)")
+    return f"Calibrated schedule against fewer steps / EasyCache / LazyCache at the same or higher speed ({sampler}): " \
+        + "; ".join(parts) + "."
 
 
 def verdict(summary: Dict[str, Dict[float, Optional[dict]]]) -> str:
@@ -95,22 +126,28 @@ def replace_between(text: str, start: str, end: str, body: str, where: str) -> s
 
 
 def main(argv=None) -> int:
+    from .reference import models
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("results", help="results.json written by python -m benchmarks.run")
+    parser.add_argument("results", nargs="+", help="results_<model>.json files written by python -m benchmarks.run")
     parser.add_argument("--speed", default=None, help="speed.json written by python -m benchmarks.run --speed-only")
     parser.add_argument("--readme", default=os.path.join(ROOT, "README.md"))
     args = parser.parse_args(argv)
-    with open(args.results) as f:
-        rows = json.load(f)
-    src_dir = os.path.dirname(os.path.abspath(args.results))
     os.makedirs(os.path.join(ROOT, "docs"), exist_ok=True)
-    for name in ("pareto.png", "samples.png"):
-        shutil.copyfile(os.path.join(src_dir, name), os.path.join(ROOT, "docs", name))
+    sections = []
+    for path in args.results:
+        with open(path) as f:
+            rows = json.load(f)
+        name = rows[0].get("model", models.DEFAULT)
+        src_dir = os.path.dirname(os.path.abspath(path))
+        for kind in ("pareto", "samples"):
+            shutil.copyfile(os.path.join(src_dir, f"{kind}_{name}.png"), os.path.join(ROOT, "docs", f"{kind}_{name}.png"))
+        header = (f"### {models.get(name).label}\n\nGenerated by `python -m benchmarks.readme_results` from "
+                  f"`python -m benchmarks.run --model {name}` ({len(rows)} configurations).")
+        images = f"![Pareto plot](docs/pareto_{name}.png)\n\n![Samples](docs/samples_{name}.png)"
+        sections.append(section(rows, header, images))
     with open(args.readme) as f:
         readme = f.read()
-    header = (f"Generated by `python -m benchmarks.readme_results` from `python -m benchmarks.run` "
-              f"({len(rows)} configurations).")
-    readme = replace_between(readme, START, END, section(rows, header), args.readme)
+    readme = replace_between(readme, START, END, "\n\n".join(sections), args.readme)
     if args.speed:
         with open(args.speed) as f:
             readme = replace_between(readme, SPEED_START, SPEED_END, speed_section(json.load(f)), args.readme)

@@ -1,9 +1,12 @@
 """Speed and fidelity of BlockDance beside ComfyUI's EasyCache / LazyCache and fewer steps.
 
-`python -m benchmarks.run [--quick] [--json PATH]` (from the repository root, COMFYUI_PATH set)
-loads the reference model through ComfyUI's stock UNETLoader, samples a fixed set of seeds and
-classes with every configuration under a deterministic (euler) and an ancestral (euler_ancestral)
-sampler, and reports per configuration:
+`python -m benchmarks.run [--quick] [--model NAME] [--json PATH]` (from the repository root,
+COMFYUI_PATH set) loads a reference model through ComfyUI's stock UNETLoader, samples a fixed set of
+evaluation seeds and classes (benchmarks/protocol.py: never the ones schedules are calibrated on)
+with every configuration under a deterministic (euler) and an ancestral (euler_ancestral) sampler:
+the uncached model; BlockDance and Delta-Cache with the paper's fixed window; the shipped calibrated
+schedules (benchmarks/calibrate_reference.py) at 1.25x-3x; EasyCache; LazyCache; and the uncached
+model at fewer steps matched to each configuration's cost. It reports per configuration:
 
 - speedup: baseline time / this configuration's time, all configurations of a sampler timed
   together in rounds that advance every run a sampler step at a time (benchmarks/lockstep.py),
@@ -12,7 +15,10 @@ sampler, and reports per configuration:
 - ideal_speedup: baseline block executions / this configuration's in the timed runs (counted
   with forward hooks on the real block modules), and efficiency = speedup / ideal_speedup;
 - fidelity to the uncached output from the same noise: PSNR (mean, worst) and SSIM of the
-  decoded digits; sample quality: classifier accuracy and FD on classifier features.
+  decoded digits; sample quality: classifier accuracy and FD on classifier features;
+- predicted_error: what the calibration's error model (measured on the calibration batch) predicts
+  for the configuration's plan, and per sampler the rank correlation of that prediction with the
+  measured PSNR over every reuse configuration.
 """
 from __future__ import annotations
 
@@ -29,15 +35,17 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
+from . import protocol
+from .calibrate_reference import calibration_inputs, schedule_path
 from .comfy_env import load_pack
 from .tiny_models import load_via_unet_loader
 from .lockstep import Runner, Timed, clean_seconds, reference_time, run_lockstep, sampler_runner
-from .measure import BlockCounter, patch
+from .measure import BlockCounter, node, patch, record_of, recorded_runs
 from .metrics import psnr_per_image, quality, ssim
 from .reference import classifier as digit_classifier
-from .reference import data, model as ref
+from .reference import data, models
 
-SAMPLERS = ("euler", "euler_ancestral")
+SAMPLERS = protocol.SAMPLERS
 BASELINE_COPIES = 3  # uncached runs per lockstep round: every speedup divides by their mean
 
 
@@ -52,6 +60,7 @@ class Config:
     rounds: List[Timed] = field(default_factory=list)   # one timed run per lockstep round
     output: Optional[torch.Tensor] = None
     copies: List["Config"] = field(default_factory=list)  # baseline: further uncached runs per round
+    predicted_error: Optional[float] = None   # the calibration error model's score of this plan
 
     @property
     def clean_seconds(self) -> float:
@@ -73,15 +82,16 @@ class Config:
         return self.method + "".join(f" {k}={v}" for k, v in self.params.items() if k not in ("start_percent", "end_percent"))
 
 
-def load_reference(weights: str = ref.WEIGHTS):
-    """The reference model through stock UNETLoader, plus its class contexts."""
+def load_reference(ref_model):
+    """A reference model through stock UNETLoader, plus its class contexts."""
     pack = load_pack()
-    if not os.path.isfile(weights):
-        raise SystemExit(f"{weights} is missing: train it with python -m benchmarks.reference.train")
-    return pack, load_via_unet_loader(weights), ref.load_class_contexts()
+    if not os.path.isfile(ref_model.weights):
+        raise SystemExit(f"{ref_model.weights} is missing: train it with "
+                         f"python -m benchmarks.reference.train --model {ref_model.name}")
+    return pack, load_via_unet_loader(ref_model.weights), ref_model.load_class_contexts()
 
 
-def build_configs(pack, model, steps: int, quick: bool) -> List[Config]:
+def build_configs(pack, model, steps: int, quick: bool, sampler: str, model_name: str) -> List[Config]:
     from comfy_extras.nodes_easycache import EasyCacheNode, LazyCacheNode
     configs = [Config("baseline", {}, steps, model)]
     depths = (0.75,) if quick else (0.5, 0.75)
@@ -91,6 +101,14 @@ def build_configs(pack, model, steps: int, quick: bool) -> List[Config]:
             for n in ns:
                 params = {"N": n, "depth": depth, "start_percent": 0.4, "end_percent": 0.95}
                 configs.append(Config(mode, params, steps, patch(pack, model, mode, depth, n, 0.4, 0.95)))
+    for target in ((2.0,) if quick else protocol.TARGETS):
+        path = schedule_path(model_name, sampler, target)
+        if not os.path.isfile(path):
+            raise SystemExit(f"{path} is missing: make the shipped schedules with "
+                             f"python -m benchmarks.calibrate_reference --model {model_name}")
+        schedule = pack.blockdance_core.calibrated.Schedule.load(path)
+        patched = node(pack, "BlockDancePatch").execute(model, "blockdance", 0.75, 2, 0.4, 0.95, schedule=schedule)
+        configs.append(Config("calibrated", {"target_speedup": target}, steps, patched.result[0]))
     thresholds = (0.1,) if quick else (0.05, 0.1, 0.2)
     for method, cls in (("easycache", EasyCacheNode), ("lazycache", LazyCacheNode)):
         for th in thresholds:
@@ -108,28 +126,30 @@ class Workload:
     negative: list
 
 
-def make_workload(model, contexts, labels, seed: int) -> Workload:
+def make_workload(ref_model, model, contexts, labels, seed: int) -> Workload:
     import comfy.sample
-    latent = comfy.sample.fix_empty_latent_channels(model, torch.zeros(len(labels), 16, 1, 8, 8))
+    latent = comfy.sample.fix_empty_latent_channels(model, ref_model.empty_latent(len(labels)))
+    null = ref_model.null_class
     return Workload(comfy.sample.prepare_noise(latent, seed), latent, [[contexts[labels], {}]],
-                    [[contexts[ref.NULL_CLASS:ref.NULL_CLASS + 1], {}]])
+                    [[contexts[null:null + 1], {}]])
 
 
 def sample(cfg: Config, work: Workload, sampler: str, seed: int, callback=None) -> torch.Tensor:
     import comfy.sample
-    return comfy.sample.sample(cfg.patched, work.noise, cfg.steps, 2.0, sampler, "simple", work.positive,
-                               work.negative, work.latent, disable_pbar=True, seed=seed, callback=callback)
+    return comfy.sample.sample(cfg.patched, work.noise, cfg.steps, protocol.CFG, sampler, protocol.SCHEDULER,
+                               work.positive, work.negative, work.latent, disable_pbar=True, seed=seed,
+                               callback=callback)
 
 
 def time_in_lockstep(configs: List[Config], sampler: str, timing: Workload, seed: int, rounds: int,
-                     diffusion_model: torch.nn.Module) -> None:
+                     diffusion_model: torch.nn.Module, containers: Tuple[str, ...]) -> None:
     """Time every configuration in `rounds` lockstep rounds (fresh random turn order each round)
     and count the blocks each timed run executed (only the run holding the turn computes, so
     the blocks run between two turns belong to it). Sampling is deterministic, so each
     configuration must give the same output and block count in every round; that is checked,
     and it also shows the interleaving left every run undisturbed."""
     order = random.Random(seed)
-    counter = BlockCounter(diffusion_model, ["blocks"])
+    counter = BlockCounter(diffusion_model, list(containers))
     tally = {"active": None, "mark": 0, "calls": {}}
 
     def settle() -> None:
@@ -165,17 +185,24 @@ def time_in_lockstep(configs: List[Config], sampler: str, timing: Workload, seed
         counter.close()
 
 
-def run_sampler(configs, base_model, sampler, fidelity: Workload, timing: Workload, seed, repeats):
+def run_sampler(pack, configs, base_model, ref_model, sampler, fidelity: Workload, timing: Workload, seed, repeats):
     dm = base_model.get_model_object("diffusion_model")
+    measurement = measure_calibration(pack, base_model, ref_model, sampler, configs[0].steps)
 
     def counted_run(cfg: Config) -> None:
-        """Sample once with forward hooks on the real blocks: the output and the executed blocks."""
-        counter = BlockCounter(dm, ["blocks"])
+        """Sample once with forward hooks on the real blocks: the output, the executed blocks and,
+        for BlockDance's own configurations, the predicted error of the plan the run followed."""
+        counter = BlockCounter(dm, list(ref_model.block_containers))
         try:
-            cfg.output = sample(cfg, fidelity, sampler, seed)
+            with recorded_runs(pack) as reports:
+                cfg.output = sample(cfg, fidelity, sampler, seed)
         finally:
             counter.close()
         cfg.block_calls = sum(counter.counts)
+        if cfg.method in ("blockdance", "delta", "calibrated"):
+            record = record_of(reports, cfg.patched)
+            plan = [(s.planned or "full", s.blocks[1] if s.blocks else 0, s.mode) for s in record.steps]
+            cfg.predicted_error = pack.blockdance_core.search.predicted_error(measurement, plan)
 
     for cfg in configs:
         counted_run(cfg)
@@ -186,29 +213,68 @@ def run_sampler(configs, base_model, sampler, fidelity: Workload, timing: Worklo
         configs.append(Config("fewer_steps", {"steps": steps}, steps, base_model.clone()))  # own patcher per run
         counted_run(configs[-1])
     base.copies = [Config("baseline", {"copy": i}, base.steps, base_model.clone()) for i in range(1, BASELINE_COPIES)]
-    time_in_lockstep(configs + base.copies, sampler, timing, seed, repeats, dm)
+    time_in_lockstep(configs + base.copies, sampler, timing, seed, repeats, dm, ref_model.block_containers)
     return configs
 
 
-def evaluate(configs, sampler, labels, classifier, real_features) -> List[dict]:
+def measure_calibration(pack, model, ref_model, sampler: str, steps: int):
+    """The calibration error model for this sampler and step count: one probed uncached run of the
+    calibration batch, exactly as BlockDance Calibrate measures."""
+    calibration = pack.nodes.calibration
+    positive, negative, latent = calibration_inputs(ref_model, ref_model.load_class_contexts())
+    sampling = calibration.Sampling(positive, negative, latent, protocol.CALIBRATION_SEED, steps, protocol.CFG,
+                                    sampler, protocol.SCHEDULER)
+    cuts, _ = calibration.search_options(model, "auto")
+    probes: list = []
+    sampling.run(pack.nodes.patcher.apply_blockdance(model, pack.blockdance_core.probe.ProbePolicy(cuts, probes), "probe"))
+    return probes[-1].measurement()
+
+
+def rank_correlation(rows: List[dict]) -> Optional[float]:
+    """Spearman correlation between predicted error and measured PSNR over the rows that reused
+    something (a perfect ranking gives -1: more predicted error, less PSNR)."""
+    scored = [r for r in rows if r.get("predicted_error") is not None and r["predicted_error"] > 0]
+    if len(scored) < 3:
+        return None
+
+    def ranks(values):
+        order = sorted(range(len(values)), key=lambda i: values[i])
+        out = [0.0] * len(values)
+        i = 0
+        while i < len(order):   # average ranks of ties
+            j = i
+            while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+                j += 1
+            for t in range(i, j + 1):
+                out[order[t]] = (i + j) / 2
+            i = j + 1
+        return torch.tensor(out, dtype=torch.float64)
+
+    a = ranks([r["predicted_error"] for r in scored])
+    b = ranks([r["psnr_mean"] for r in scored])
+    return float(torch.corrcoef(torch.stack([a, b]))[0, 1])
+
+
+def evaluate(configs, ref_model, sampler, labels, classifier, real_features) -> List[dict]:
     base = configs[0]
-    base_images = data.from_latent(base.output)
+    base_images = ref_model.from_latent(base.output)
     base_clean, base_wall, noise = base.reference_seconds()
     rows = []
     for cfg in configs:
-        images = data.from_latent(cfg.output)
+        images = ref_model.from_latent(cfg.output)
         psnr = psnr_per_image(images, base_images)
         ideal = base.timed_block_calls / cfg.timed_block_calls  # the work of the runs that were timed
         clean, wall = (base_clean, base_wall) if cfg is base else (cfg.clean_seconds, cfg.wall_seconds)
         speedup = base_clean / clean
         rows.append({
-            "method": cfg.method, "sampler": sampler, "params": cfg.params,
+            "model": ref_model.name, "method": cfg.method, "sampler": sampler, "params": cfg.params,
             "speedup": round(speedup, 4), "ideal_speedup": round(ideal, 4), "efficiency": round(speedup / ideal, 4),
             "psnr_mean": float(psnr.mean()), "psnr_min": float(psnr.min()), "ssim": round(ssim(images, base_images), 5),
             **{k: round(v, 4) for k, v in quality(images, labels, classifier, real_features).items()},
             "speedup_wall": round(base_wall / wall, 4), "seconds": round(clean, 4), "label": cfg.label,
             # EasyCache / LazyCache decide per batch: the fidelity batch may skip other steps
             "ideal_speedup_fidelity": round(base.block_calls / cfg.block_calls, 4),
+            "predicted_error": None if cfg.predicted_error is None else round(cfg.predicted_error, 6),
         })
     rows[0]["timing_noise"] = round(noise, 4)
     return rows
@@ -230,74 +296,85 @@ def non_block_share(rows: List[dict]) -> float:
 
 def print_table(rows: List[dict]) -> None:
     print(f"{'sampler':<16}{'configuration':<38}{'speedup':>8}{'ideal':>7}{'eff':>6}{'wall':>7}{'PSNR':>7}{'min':>7}"
-          f"{'SSIM':>7}{'acc':>6}{'FD':>9}")
+          f"{'SSIM':>7}{'acc':>6}{'FD':>9}{'pred.err':>10}")
     for r in rows:
         fmt = lambda v: "   inf" if math.isinf(v) else f"{v:6.1f}"
         print(f"{r['sampler']:<16}{r['label']:<38}{r['speedup']:7.2f}x{r['ideal_speedup']:6.2f}x{r['efficiency']:6.2f}"
               f"{r['speedup_wall']:6.2f}x{fmt(r['psnr_mean']):>7}{fmt(r['psnr_min']):>7}{r['ssim']:7.4f}"
-              f"{r['cls_acc']:6.2f}{r['fd_cls']:9.2f}")
+              f"{r['cls_acc']:6.2f}{r['fd_cls']:9.2f}"
+              + (f"{r['predicted_error']:10.3f}" if r.get("predicted_error") is not None else ""))
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer configurations, samples and steps (< 2 min)")
+    parser.add_argument("--quick", action="store_true", help="fewer configurations, samples and steps (< 3 min)")
+    parser.add_argument("--model", default=models.DEFAULT, choices=sorted(models.MODELS),
+                        help="which reference model (one per run, so each run stays under 25 minutes)")
     parser.add_argument("--json", default=None, help="where the per-configuration JSON goes "
-                        "(default out/benchmark/results.json; --speed-only: out/benchmark/speed.json)")
+                        "(default out/benchmark/results_<model>.json; --speed-only: out/benchmark/speed.json)")
     parser.add_argument("--plot", default=None, help="Pareto plot PNG (default: beside the JSON)")
     parser.add_argument("--grid", default=None, help="sample grid PNG (default: beside the JSON)")
     parser.add_argument("--samples-per-class", type=int, default=None)
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=None, help="lockstep timing rounds")
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--weights", default=ref.WEIGHTS, help="reference model file (stock Wan 2.1 t2v layout)")
+    parser.add_argument("--seed", type=int, default=protocol.EVAL_SEED)
     parser.add_argument("--speed-only", action="store_true",
                         help="random-weight models at each family's real depth: speed and patch overhead only")
     parser.add_argument("--device", default="cpu", help="speed-only: cpu or cuda")
     parser.add_argument("--full-size", action="store_true", help="speed-only: full-width Flux.1 (needs a GPU)")
     args = parser.parse_args(argv)
-    args.json = args.json or os.path.join("out", "benchmark", "speed.json" if args.speed_only else "results.json")
+    default_json = "speed.json" if args.speed_only else f"results_{args.model}.json"
+    args.json = args.json or os.path.join("out", "benchmark", default_json)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     if args.speed_only:
         from . import speed
         return speed.main(args)
-    per_class = args.samples_per_class or (1 if args.quick else 2)
-    steps = args.steps or (16 if args.quick else 30)
+    per_class = args.samples_per_class or (1 if args.quick else 3)
+    steps = args.steps or (16 if args.quick else protocol.STEPS)
     repeats = args.repeats or (2 if args.quick else 4)
 
     started = time.time()
-    pack, model, contexts = load_reference(args.weights)
-    labels = torch.arange(10).repeat_interleave(per_class)
-    fidelity = make_workload(model, contexts, labels, args.seed)
-    timing_labels = torch.arange(0, 10, 2 if args.quick else 1)  # one digit per class (quick: every other)
-    timing = make_workload(model, contexts, timing_labels, args.seed)
+    ref_model = models.get(args.model)
+    pack, model, contexts = load_reference(ref_model)
+    eval_classes = torch.tensor(protocol.EVAL_CLASSES)
+    labels = eval_classes.repeat_interleave(per_class)
+    fidelity = make_workload(ref_model, model, contexts, labels, args.seed)
+    timing_labels = eval_classes[::2] if args.quick else eval_classes   # one digit per class (quick: every other)
+    timing = make_workload(ref_model, model, contexts, timing_labels, args.seed)
     classifier = digit_classifier.load()
-    _, (test_x, _) = data.split(*data.load_mnist())
+    _, (test_x, test_y) = data.split(*data.load_mnist())
     with torch.no_grad():
-        real_features = classifier.features(test_x)
+        real_features = classifier.features(test_x[torch.isin(test_y, eval_classes)])
 
     rows, grids, shares = [], {}, {}
     for sampler in SAMPLERS:
-        configs = run_sampler(build_configs(pack, model, steps, args.quick), model, sampler, fidelity, timing,
-                              args.seed, repeats)
-        sampler_rows = evaluate(configs, sampler, labels, classifier, real_features)
+        configs = run_sampler(pack, build_configs(pack, model, steps, args.quick, sampler, ref_model.name), model,
+                              ref_model, sampler, fidelity, timing, args.seed, repeats)
+        sampler_rows = evaluate(configs, ref_model, sampler, labels, classifier, real_features)
+        sampler_rows[0]["rank_correlation"] = rank_correlation(sampler_rows)
         rows += sampler_rows
         grids[sampler] = configs
         shares[sampler] = non_block_share(sampler_rows)
-    print(f"reference Wan 2.1 (24 blocks) on MNIST, {steps} steps, cfg 2, {torch.get_num_threads()} thread(s); "
-          f"fidelity and quality on {len(labels)} samples ({per_class}/class); speed over {len(timing_labels)} samples in {repeats} "
+    print(f"reference {ref_model.label} on MNIST, {steps} steps, cfg {protocol.CFG:g}, {torch.get_num_threads()} "
+          f"thread(s); fidelity and quality on {len(labels)} samples ({per_class}/class, classes "
+          f"{protocol.EVAL_CLASSES[0]}-{protocol.EVAL_CLASSES[-1]}); speed over {len(timing_labels)} samples in {repeats} "
           f"lockstep round(s): speedup from each step's fastest round, wall = ratio of median run times")
     print_table(rows)
     print("time outside the block stack (fit over the full-schedule configurations): "
           + ", ".join(f"{s} {share:.0%}" for s, share in shares.items()))
     print(f"timing noise floor: {BASELINE_COPIES} uncached copies per round agree within "
           + ", ".join(f"{r['sampler']} {r['timing_noise']:.1%}" for r in rows if "timing_noise" in r))
+    print("rank correlation of predicted error with measured PSNR (Spearman, reuse configurations; -1 = perfect): "
+          + ", ".join(f"{r['sampler']} {r['rank_correlation']:+.3f}" for r in rows
+                      if r.get("rank_correlation") is not None))
     out_dir = os.path.dirname(os.path.abspath(args.json))
     os.makedirs(out_dir, exist_ok=True)
     with open(args.json, "w") as f:
         json.dump(rows, f, indent=1)
     from .plots import pareto_plot, sample_grid
-    pareto_plot(rows, args.plot or os.path.join(out_dir, "pareto.png"))
-    sample_grid(grids, per_class, args.grid or os.path.join(out_dir, "samples.png"))
+    pareto_plot(rows, args.plot or os.path.join(out_dir, f"pareto_{ref_model.name}.png"))
+    sample_grid(grids, per_class, args.grid or os.path.join(out_dir, f"samples_{ref_model.name}.png"),
+                ref_model.from_latent)
     print(f"wrote {args.json}, pareto and sample grid PNGs in {out_dir} ({time.time() - started:.0f} s)")
     return 0
 

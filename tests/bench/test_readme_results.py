@@ -1,7 +1,7 @@
 """The README Results section is computed from the benchmark JSON, winners included."""
 import math
 
-from benchmarks.readme_results import section, winner
+from benchmarks.readme_results import bar, section, winner
 
 
 def row(method, speedup, psnr, sampler="euler", **params):
@@ -13,28 +13,39 @@ def row(method, speedup, psnr, sampler="euler", **params):
 
 
 ROWS = [
-    dict(row("baseline", 1.0, math.inf), timing_noise=0.012),
+    dict(row("baseline", 1.0, math.inf), timing_noise=0.012, rank_correlation=-0.85),
     row("blockdance", 1.25, 35.0, N=2, depth=0.75),
     row("fewer_steps", 1.22, 36.0, steps=24),
-    row("fewer_steps", 1.45, 30.0, steps=20),
-    row("lazycache", 1.9, 20.0, reuse_threshold=0.1),
+    row("fewer_steps", 1.55, 30.0, steps=20),
+    row("lazycache", 2.1, 20.0, reuse_threshold=0.1),
+    row("calibrated", 2.05, 40.0, target_speedup=2.0),
+    row("calibrated", 2.6, 18.0, target_speedup=2.5),
 ]
 
 
 def test_winner_is_the_most_faithful_row_at_least_that_fast():
-    assert winner(ROWS, 1.2)["method"] == "fewer_steps" and winner(ROWS, 1.2)["params"] == {"steps": 24}
-    assert winner(ROWS, 1.24)["method"] == "blockdance"
-    assert winner(ROWS, 1.6)["method"] == "lazycache"
+    assert winner(ROWS, 1.2)["method"] == "calibrated" and winner(ROWS, 1.2)["params"] == {"target_speedup": 2.0}
+    assert winner(ROWS, 2.1)["method"] == "lazycache"
+    assert winner(ROWS, 2.5)["params"] == {"target_speedup": 2.5}
     assert winner(ROWS, 3.0) is None
 
 
-def test_section_lists_rows_winners_verdict_and_noise():
-    text = section(ROWS, "header")
+def test_section_lists_rows_winners_verdict_noise_and_rank_correlation():
+    text = section(ROWS, "header", "![plot](docs/x.png)")
     assert "| blockdance N=2 depth=0.75 | 1.25x |" in text
-    assert "within 1.2% of their mean" in text
-    assert "| euler | fewer_steps steps=24 (1.22x, 36.0 dB) | fewer_steps steps=20 (1.45x, 30.0 dB) | " \
-           "lazycache reuse_threshold=0.1 (1.90x, 20.0 dB) |" in text
-    assert "Under euler the most faithful choice is fewer_steps at 1.2x, 1.4x; lazycache at 1.6x." in text
+    assert "within 1.2% of their mean" in text and "over every reuse configuration: -0.850" in text
+    assert "| euler | calibrated target_speedup=2.0 (2.05x, 40.0 dB) | calibrated target_speedup=2.0 (2.05x, 40.0 dB) | " \
+           "calibrated target_speedup=2.0 (2.05x, 40.0 dB) | calibrated target_speedup=2.5 (2.60x, 18.0 dB) | none this fast |" in text
+    assert "Under euler the most faithful choice is calibrated at 1.2x, 1.5x, 2.0x, 2.5x." in text
+    assert text.endswith("![plot](docs/x.png)")
+
+
+def test_bar_names_where_the_calibrated_schedule_wins_and_loses():
+    text = bar(ROWS, "euler")
+    assert "2.0x: wins by 20.0 dB over lazycache reuse_threshold=0.1" in text
+    assert "2.5x: 18.0 dB, no rival this fast" in text and "3.0x: no calibrated row this fast" in text
+    slower_rival = ROWS + [row("fewer_steps", 2.7, 19.0, steps=11)]
+    assert "2.5x: LOSES to fewer_steps steps=11 (19.0 vs 18.0 dB)" in bar(slower_rival, "euler")
 
 
 def test_speed_section_and_markers():

@@ -5,17 +5,17 @@ import os
 
 import pytest
 
-CONTRACT_KEYS = {"method", "sampler", "params", "speedup", "ideal_speedup", "efficiency", "psnr_mean", "psnr_min",
-                 "ssim", "cls_acc", "fd_cls"}
-METHODS = {"baseline", "blockdance", "delta", "easycache", "lazycache", "fewer_steps"}
+CONTRACT_KEYS = {"model", "method", "sampler", "params", "speedup", "ideal_speedup", "efficiency", "psnr_mean",
+                 "psnr_min", "ssim", "cls_acc", "fd_cls", "predicted_error"}
+METHODS = {"baseline", "blockdance", "delta", "calibrated", "easycache", "lazycache", "fewer_steps"}
 
 
 @pytest.fixture(scope="module")
 def quick_results(comfy, tmp_path_factory):
     from benchmarks import run
-    from benchmarks.reference import model as ref
-    if not os.path.isfile(ref.WEIGHTS):
-        pytest.fail(f"the reference model {ref.WEIGHTS} is not in the repository")
+    from benchmarks.reference import models
+    if not os.path.isfile(models.get("wan21").weights):
+        pytest.fail(f"the reference model {models.get('wan21').weights} is not in the repository")
     out = tmp_path_factory.mktemp("bench")
     assert run.main(["--quick", "--json", str(out / "results.json")]) == 0
     with open(out / "results.json") as f:
@@ -25,9 +25,22 @@ def quick_results(comfy, tmp_path_factory):
 def test_quick_benchmark_writes_the_contract(quick_results):
     rows, out = quick_results
     assert rows and all(CONTRACT_KEYS <= set(r) for r in rows)
-    assert {r["method"] for r in rows} == METHODS
+    assert {r["method"] for r in rows} == METHODS and {r["model"] for r in rows} == {"wan21"}
     assert {r["sampler"] for r in rows} == {"euler", "euler_ancestral"}
-    assert (out / "pareto.png").stat().st_size > 0 and (out / "samples.png").stat().st_size > 0
+    assert (out / "pareto_wan21.png").stat().st_size > 0 and (out / "samples_wan21.png").stat().st_size > 0
+
+
+def test_calibrated_rows_use_the_shipped_schedules_and_are_ranked(quick_results):
+    rows, _ = quick_results
+    calibrated = [r for r in rows if r["method"] == "calibrated"]
+    assert [r["sampler"] for r in calibrated] == ["euler", "euler_ancestral"]
+    for r in calibrated:
+        assert r["params"] == {"target_speedup": 2.0} and r["ideal_speedup"] > 1.5 and r["predicted_error"] > 0
+        same_speed = [f for f in rows if f["sampler"] == r["sampler"] and f["method"] == "fewer_steps"
+                      and f["ideal_speedup"] >= r["ideal_speedup"] - 1e-6]
+        assert same_speed and r["psnr_mean"] > max(f["psnr_mean"] for f in same_speed), r
+    for baseline in (r for r in rows if r["method"] == "baseline"):
+        assert baseline["rank_correlation"] < -0.5   # more predicted error, less fidelity
 
 
 def test_no_reuse_rows_are_bit_identical(quick_results):
@@ -62,7 +75,8 @@ def test_reuse_rows_skip_work_and_stay_close(quick_results):
 
 def test_reference_model_is_a_stock_wan_with_24_blocks(comfy):
     from benchmarks import run
-    _, model, contexts = run.load_reference()
+    from benchmarks.reference import models
+    _, model, contexts = run.load_reference(models.get("wan21"))
     dm = model.get_model_object("diffusion_model")
     assert type(dm).__name__ == "WanModel" and len(dm.blocks) == 24
     assert contexts.shape == (11, 4, 4096) and not contexts[10].any()
