@@ -318,6 +318,8 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=None, help="lockstep timing rounds")
     parser.add_argument("--seed", type=int, default=protocol.EVAL_SEED)
+    parser.add_argument("--no-per-sample", action="store_true",
+                        help="skip the per-sample rows (BlockDance-Ada, the gate, the static schedule at batch 1)")
     parser.add_argument("--speed-only", action="store_true",
                         help="random-weight models at each family's real depth: speed and patch overhead only")
     parser.add_argument("--device", default="cpu", help="speed-only: cpu or cuda")
@@ -353,6 +355,10 @@ def main(argv=None) -> int:
         sampler_rows = evaluate(configs, ref_model, sampler, labels, classifier, real_features)
         sampler_rows[0]["rank_correlation"] = rank_correlation(sampler_rows)
         rows += sampler_rows
+        if not args.no_per_sample:
+            from .per_instance import per_instance_rows
+            rows += per_instance_rows(pack, model, ref_model, contexts, sampler, steps, args.quick, labels, fidelity,
+                                      args.seed, repeats, classifier, real_features)
         grids[sampler] = configs
         shares[sampler] = non_block_share(sampler_rows)
     print(f"reference {ref_model.label} on MNIST, {steps} steps, cfg {protocol.CFG:g}, {torch.get_num_threads()} "

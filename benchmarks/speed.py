@@ -41,6 +41,7 @@ UNCACHED_COPIES = 3  # the uncached time is the mean over these runs of each rou
 def _to_device(tm, device: str, dtype: torch.dtype):
     if device != "cpu":
         tm.patcher.model.to(device=device, dtype=dtype)
+        tm.patcher.model.diffusion_model.dtype = dtype   # what BaseModel casts inputs to
         tm.patcher.load_device = torch.device(device)
     return tm
 

@@ -150,19 +150,26 @@ def train(model, items: Sequence[Item], meta: ada.AdaMeta, iterations: int, roll
     return net.eval(), log
 
 
-def _imitate(model, net, items: Sequence[Item], meta: ada.AdaMeta, epochs: int = 200) -> None:
+def _imitate(model, net, items: Sequence[Item], meta: ada.AdaMeta, epochs: int = 400, shrink: float = 0.05) -> None:
+    """Distil the items' own searched plans: binary cross-entropy on the per-stretch probabilities,
+    plus a penalty on the per-instance correction so it only departs from the shared plan where that
+    pays on every item."""
     data = [(item.features, budget, target) for item in items for budget, target in _targets(model, item, meta).items()]
-    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3, weight_decay=1e-4)
+    net.train()
     for _ in range(epochs):
         loss = 0.0
         for (latent, cond, scalars), budget, target in data:
             s = scalars.clone()
             s[:, 3] = (budget - 1) / 3
-            logits = net(latent, cond, s).mean(0)
+            correction = net.correction(torch.cat([latent, cond @ net.projection], dim=1))
+            logits = (net.plan(s) + correction).mean(0)
             loss = loss + torch.nn.functional.binary_cross_entropy_with_logits(logits, target)
+            loss = loss + shrink * correction.pow(2).mean()
         opt.zero_grad()
         (loss / len(data)).backward()
         opt.step()
+    net.eval()
 
 
 def _save_state(path: str, net, opt, log: TrainLog) -> None:

@@ -60,3 +60,13 @@ def test_speed_section_and_markers():
     assert replace_between("a <!--s--> old <!--e--> b", "<!--s-->", "<!--e-->", "new", "R") == "a <!--s-->\nnew\n<!--e--> b"
     with pytest.raises(SystemExit, match="no <!--s-->"):
         replace_between("no markers", "<!--s-->", "<!--e-->", "new", "R")
+
+
+def test_per_sample_rows_get_their_own_table_and_the_ada_margin():
+    ada = dict(row("ada", 1.9, 50.0, target_speedup=2.0), ideal_min=1.9, ideal_max=2.1, per_sample=True)
+    static = dict(row("calibrated", 1.9, 52.0, target_speedup=2.0, per_sample=True), ideal_min=2.0, ideal_max=2.0,
+                  per_sample=True)
+    text = section(ROWS + [ada, static], "header")
+    assert "| euler | ada target_speedup=2.0 | 1.90x | 1.90x | 1.90-2.10x | 50.0 | 48.0 | 1.00 |" in text
+    assert "Ada against the static calibrated schedule at the same target: euler 2.0x: -2.0 dB mean, -2.0 dB worst." in text
+    assert "| ada target_speedup=2.0 | 1.90x |" not in text.split("**Per-instance")[0]   # not in the batched table

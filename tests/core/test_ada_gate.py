@@ -15,20 +15,22 @@ def meta(**kw):
     return AdaMeta(**{**base, **kw})
 
 
-def net_saying(computes: bool, m=None):
+def net_saying(computes, m=None):
+    """A network whose plan is `computes` (True/False everywhere, or a per-bin list of logits)."""
     m = m or meta()
     net = AdaNet(m.latent_channels, m.cond_width)
     with torch.no_grad():
-        for p in net.parameters():
-            p.zero_()
-        net.body[-1].bias.fill_(5.0 if computes else -5.0)
+        net.plan[-1].weight.zero_()
+        values = computes if isinstance(computes, list) else [5.0 if computes else -5.0] * 32
+        net.plan[-1].bias.copy_(torch.tensor(values))
     return net
 
 
-def test_an_all_compute_policy_is_bit_identical():
+@pytest.mark.parametrize("decode, target", [("threshold", 2.0), ("budget", 1.0)])
+def test_an_all_compute_policy_is_bit_identical(decode, target):
     model = ToyDiT(0, 6)
     base, _ = sample(model)
-    out, record = sample(model, PatchSpec(AdaPolicy(net_saying(True), meta(), 2.0), 6))
+    out, record = sample(model, PatchSpec(AdaPolicy(net_saying(True), meta(), target, decode=decode), 6))
     assert torch.equal(out, base) and not record.steps_reused
     assert record.extra["mask"] == "C" * 11 and record.extra["rho"] == 1
 
@@ -36,7 +38,7 @@ def test_an_all_compute_policy_is_bit_identical():
 @pytest.mark.parametrize("rho, first_reuse", [(0.0, 1), (0.4, 5)])
 def test_an_all_reuse_policy_reuses_from_rho(rho, first_reuse):
     model = ToyDiT(0, 6)
-    _, record = sample(model, PatchSpec(AdaPolicy(net_saying(False), meta(rho=rho), 2.0), 6))
+    _, record = sample(model, PatchSpec(AdaPolicy(net_saying(False), meta(rho=rho), 2.0, decode="threshold"), 6))
     assert record.steps_reused == set(range(first_reuse, 12))
     assert record.steps[first_reuse - 1].done == "cache"
     assert record.block_calls_skipped == 6 * (12 - first_reuse)
@@ -51,6 +53,16 @@ def test_sampling_mode_keeps_the_log_probability_for_reinforce():
     assert run.log_prob.requires_grad and len(run.computes) == 11
     run.log_prob.backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in policy.net.parameters())
+
+
+def test_budget_decoding_reuses_the_least_needed_steps_as_many_as_the_target_needs():
+    """12 steps x 6 blocks, target 1.5x: 24 block executions to save = 4 full-stack reuse steps,
+    the 4 steps whose bins say 'compute' least."""
+    model = ToyDiT(0, 6)
+    logits = [float(b % 8) for b in range(32)]   # lowest at the start of every quarter of the timeline
+    _, record = sample(model, PatchSpec(AdaPolicy(net_saying(logits), meta(), 1.5), 6))
+    assert record.block_calls_skipped == 24 and record.ideal_speedup == pytest.approx(1.5)
+    assert record.steps_reused == {3, 6, 9, 1}
 
 
 def test_features_and_bins_are_family_agnostic():
