@@ -79,13 +79,16 @@ def per_instance_rows(pack, model, ref_model, contexts, sampler: str, steps: int
         gate = pack.blockdance_core.gate.GatePolicy(threshold, cut / ref_model.num_blocks, mode)
         configs.append(Config("gate", {"target_speedup": target, "threshold": round(threshold, 5)}, steps,
                               pack.nodes.patcher.apply_blockdance(model, gate, mode)))
-    ideals = {}
+    ideals, plan_ms = {}, {}
     for cfg in configs:
-        outputs, ideals[id(cfg)] = [], []
+        outputs, ideals[id(cfg)], plan_ms[id(cfg)] = [], [], []
         for work in items:
             with recorded_runs(pack) as reports:
                 outputs.append(sample(cfg, work, sampler, seed))
-            ideals[id(cfg)].append(record_of(reports, cfg.patched).ideal_speedup if reports else 1.0)
+            record = record_of(reports, cfg.patched) if reports else None
+            ideals[id(cfg)].append(record.ideal_speedup if record else 1.0)
+            if record is not None and "plan_ms" in record.extra:
+                plan_ms[id(cfg)].append(float(record.extra["plan_ms"]))
         cfg.output = torch.cat(outputs)
         cfg.block_calls = 1   # evaluate() reads it; the per-sample ideal speedups replace what it derives
     base = configs[0]
@@ -99,4 +102,7 @@ def per_instance_rows(pack, model, ref_model, contexts, sampler: str, steps: int
                    ideal_max=round(max(values), 4), per_sample=True)
         row["efficiency"] = round(row["speedup"] / values[0], 4)   # measured on the first sample, against its ideal
         row["ideal_speedup_fidelity"] = row["ideal_speedup"]
+        if plan_ms[id(cfg)]:   # the policy's cost: its decision time against a whole run of one sample
+            row["policy_ms"] = round(statistics.mean(plan_ms[id(cfg)]), 3)
+            row["policy_share"] = round(row["policy_ms"] / 1000 / row["seconds"], 5)
     return rows

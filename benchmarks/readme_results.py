@@ -91,6 +91,11 @@ def per_sample_section(rows: List[dict]) -> str:
                            f"mean, {r['psnr_min'] - static[0]['psnr_min']:+.1f} dB worst")
     if margins:
         out += ["", "Ada against the static calibrated schedule at the same target: " + "; ".join(margins) + "."]
+    shares = [r["policy_share"] for r in rows if r.get("policy_share") is not None]
+    if shares:
+        ms = [r["policy_ms"] for r in rows if r.get("policy_ms") is not None]
+        out += ["", f"The policy's decision (features and network, once per run) takes {min(ms):.2f}-{max(ms):.2f} ms: "
+                    f"at most {max(shares):.2%} of a run's time."]
     return "\n".join(out)
 
 
@@ -133,8 +138,9 @@ def verdict(summary: Dict[str, Dict[float, Optional[dict]]]) -> str:
 def speed_section(rows: List[dict]) -> str:
     """The speed-only table (random weights at each family's real depth)."""
     first = rows[0]
-    out = [f"Generated from `python -m benchmarks.run --speed-only` ({first['device']}, {first['dtype']}, "
-           f"{first['threads']} thread(s), {first['steps']} euler steps, depth 0.75, window 0.40-0.95).", "",
+    command = "--speed-only" + (" --device cuda --full-size" if first["device"] != "CPU" else "")
+    out = [f"Generated from `python -m benchmarks.run {command}` ({first['device']}, {first['dtype']}, "
+           f"{first['threads']} thread(s), {first['steps']} euler steps, depth 0.75 unless named, window 0.40-0.95).", "",
            "| family | blocks | image | config | seconds | speedup | ideal | efficiency | overhead per step |",
            "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -156,7 +162,8 @@ def main(argv=None) -> int:
     from .reference import models
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", nargs="+", help="results_<model>.json files written by python -m benchmarks.run")
-    parser.add_argument("--speed", default=None, help="speed.json written by python -m benchmarks.run --speed-only")
+    parser.add_argument("--speed", nargs="*", default=[], help="speed JSONs written by python -m benchmarks.run "
+                        "--speed-only (CPU, and a GPU one from --device cuda --full-size)")
     parser.add_argument("--readme", default=os.path.join(ROOT, "README.md"))
     args = parser.parse_args(argv)
     os.makedirs(os.path.join(ROOT, "docs"), exist_ok=True)
@@ -176,8 +183,11 @@ def main(argv=None) -> int:
         readme = f.read()
     readme = replace_between(readme, START, END, "\n\n".join(sections), args.readme)
     if args.speed:
-        with open(args.speed) as f:
-            readme = replace_between(readme, SPEED_START, SPEED_END, speed_section(json.load(f)), args.readme)
+        tables = []
+        for path in args.speed:
+            with open(path) as f:
+                tables.append(speed_section(json.load(f)))
+        readme = replace_between(readme, SPEED_START, SPEED_END, "\n\n".join(tables), args.readme)
     with open(args.readme, "w") as f:
         f.write(readme)
     print(f"updated {args.readme}")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, List, Optional, Tuple
 
@@ -185,6 +186,13 @@ class AdaRun(PolicyRun):
         return reuse_step(self.blocks, m.mode, self.source)
 
     def _plan(self, seen: Observation) -> List[bool]:
+        started = time.perf_counter()
+        try:
+            return self._decide_mask(seen)
+        finally:
+            self.plan_ms = (time.perf_counter() - started) * 1000   # the policy's whole cost in a run
+
+    def _decide_mask(self, seen: Observation) -> List[bool]:
         p, m = self.policy, self.policy.meta
         x = seen.x
         if x is None or x.dim() < 3 or x.shape[1] != m.latent_channels:
@@ -222,7 +230,8 @@ class AdaRun(PolicyRun):
     def summary(self) -> dict:
         if self.computes is None:
             return {}
-        return {"mask": "".join("C" if c else "R" for c in self.computes), "rho": self.rho_step}
+        return {"mask": "".join("C" if c else "R" for c in self.computes), "rho": self.rho_step,
+                "plan_ms": f"{self.plan_ms:.2f}"}
 
 
 def save(path: str, net: AdaNet, meta: AdaMeta) -> None:

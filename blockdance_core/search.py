@@ -83,9 +83,10 @@ def step_weights(sigmas: Sequence[float], kind: str = "dsigma") -> np.ndarray:
 
 
 def search(measurement: Measurement, target_speedup: float, options: Sequence[Tuple[int, str]] = (),
-           weights: str = "dsigma") -> Plan:
+           weights: str = "dsigma", earliest: int = 1) -> Plan:
     """The plan of least predicted error whose ideal speedup is at least `target_speedup`.
-    options: the (cut, mode) pairs a group may use (default: every measured cut in both modes)."""
+    options: the (cut, mode) pairs a group may use (default: every measured cut in both modes);
+    earliest: the first step that may reuse (a policy deciding at step rho cannot reuse before it)."""
     if not target_speedup >= 1.0:
         raise ValueError(f"target_speedup={target_speedup!r} must be >= 1.0")
     S, L = measurement.num_steps, measurement.num_blocks
@@ -95,6 +96,8 @@ def search(measurement: Measurement, target_speedup: float, options: Sequence[Tu
     w = step_weights(measurement.timeline.sigmas, weights)
     errors: Dict[Tuple[int, str], np.ndarray] = {
         (c, m): measurement.reuse_error(c, m).double().numpy() * w[None, :] for c, m in options}
+    for e in errors.values():
+        e[:, :earliest] = np.inf
     best = np.full((S + 1, total + 1), np.inf)
     best[0, 0] = 0.0
     # back[p, s] = (previous position, option index or -1 for a computed step) of the move that reached p

@@ -72,9 +72,10 @@ def _targets(model, item: Item, meta: ada.AdaMeta) -> dict:
     item.sampling.run(apply_blockdance(model, ProbePolicy((meta.cut,), probes), "probe"))
     measurement = probes[-1].measurement()
     positions = measurement.timeline.positions
+    earliest = next((k for k, p in enumerate(positions) if p >= meta.rho - 1e-9 and k >= 1), len(positions))
     out = {}
     for budget in meta.budgets:
-        plan = search(measurement, budget, [(meta.cut, meta.mode)])
+        plan = search(measurement, budget, [(meta.cut, meta.mode)], earliest=earliest)
         computes = torch.tensor([kind != "reuse" for kind, _, _ in plan.steps()], dtype=torch.float32)
         bins = torch.zeros(ada.BINS)
         for b in range(ada.BINS):   # a bin takes the steps whose position falls in it, else the nearest step

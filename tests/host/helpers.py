@@ -17,6 +17,20 @@ def sample_recorded(pack, model, tm, **kwargs):
     return out, record_of(reports, model)
 
 
+def spy_runs(model):
+    """Every run object a patched model's spec makes (the spec is frozen: its factory is wrapped on the
+    instance), so a test can look at the run's cache while it samples."""
+    spec = description_of(model).spec
+    runs, make = [], type(spec).new_run
+
+    def new_run(timeline):
+        runs.append(make(spec, timeline))
+        return runs[-1]
+
+    object.__setattr__(spec, "new_run", new_run)
+    return runs
+
+
 class LogCapture(logging.Handler):
     def __init__(self):
         super().__init__(logging.INFO)

@@ -7,7 +7,7 @@ import pytest
 
 CONTRACT_KEYS = {"model", "method", "sampler", "params", "speedup", "ideal_speedup", "efficiency", "psnr_mean",
                  "psnr_min", "ssim", "cls_acc", "fd_cls", "predicted_error"}
-METHODS = {"baseline", "blockdance", "delta", "calibrated", "easycache", "lazycache", "fewer_steps"}
+METHODS = {"baseline", "blockdance", "delta", "calibrated", "easycache", "lazycache", "fewer_steps", "ada", "gate"}
 
 
 @pytest.fixture(scope="module")
@@ -32,14 +32,14 @@ def test_quick_benchmark_writes_the_contract(quick_results):
 
 def test_calibrated_rows_use_the_shipped_schedules_and_are_ranked(quick_results):
     rows, _ = quick_results
-    calibrated = [r for r in rows if r["method"] == "calibrated"]
+    calibrated = [r for r in rows if r["method"] == "calibrated" and not r.get("per_sample")]
     assert [r["sampler"] for r in calibrated] == ["euler", "euler_ancestral"]
     for r in calibrated:
         assert r["params"] == {"target_speedup": 2.0} and r["ideal_speedup"] > 1.5 and r["predicted_error"] > 0
-        same_speed = [f for f in rows if f["sampler"] == r["sampler"] and f["method"] == "fewer_steps"
+        same_speed = [f for f in rows if f["sampler"] == r["sampler"] and f["method"] == "fewer_steps" and not f.get("per_sample")
                       and f["ideal_speedup"] >= r["ideal_speedup"] - 1e-6]
         assert same_speed and r["psnr_mean"] > max(f["psnr_mean"] for f in same_speed), r
-    for baseline in (r for r in rows if r["method"] == "baseline"):
+    for baseline in (r for r in rows if r["method"] == "baseline" and not r.get("per_sample")):
         assert baseline["rank_correlation"] < -0.5   # more predicted error, less fidelity
 
 
@@ -56,7 +56,7 @@ def test_no_reuse_rows_are_bit_identical(quick_results):
 def test_timing_reports_its_noise_floor(quick_results):
     rows, _ = quick_results
     baselines = [r for r in rows if r["method"] == "baseline"]
-    assert len(baselines) == 2 and all(r["timing_noise"] < 0.1 for r in baselines)
+    assert len(baselines) == 4   # batched and per-sample, two samplers and all(r["timing_noise"] < 0.1 for r in baselines)
     assert all(r["speedup_wall"] > 0 and r["seconds"] > 0 for r in rows)
 
 
@@ -87,3 +87,17 @@ def test_reference_samples_are_recognisable_digits(quick_results):
     for r in rows:
         if r["method"] == "baseline":
             assert r["cls_acc"] >= 0.7, r
+
+
+def test_per_sample_rows_compare_ada_and_the_gate_with_the_static_schedule(quick_results):
+    rows, _ = quick_results
+    per_sample = [r for r in rows if r.get("per_sample")]
+    for sampler in ("euler", "euler_ancestral"):
+        mine = {r["method"]: r for r in per_sample if r["sampler"] == sampler}
+        assert set(mine) == {"baseline", "calibrated", "ada", "gate"}
+        ada, static, gate = mine["ada"], mine["calibrated"], mine["gate"]
+        assert ada["ideal_min"] == ada["ideal_max"] == pytest.approx(2.0, abs=0.01)   # budget decoding
+        assert static["ideal_min"] == static["ideal_max"] > 2.0   # a 30-step schedule on 16 steps: its stretches
+        assert 1.5 < gate["ideal_speedup"] <= 2.1 and gate["ideal_min"] <= gate["ideal_max"]
+        assert ada["psnr_mean"] > 30 and ada["psnr_min"] <= ada["psnr_mean"]
+        assert 0 < ada["policy_share"] < 0.01   # the policy adds well under 1% to a run

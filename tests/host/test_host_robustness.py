@@ -7,8 +7,8 @@ import weakref
 import pytest
 import torch
 
-from helpers import (BlockCounter, assert_finite, description_of, patch, record_of, recorded_runs, rel_err, sample,
-                     sample_recorded)
+from helpers import (BlockCounter, assert_finite, patch, record_of, recorded_runs, rel_err, sample,
+                     sample_recorded, spy_runs)
 
 FLUX_BLOCKS = ["double_blocks", "single_blocks"]   # tiny Flux: 2 double + 3 single; depth 0.75 hooks 0..3
 
@@ -26,20 +26,6 @@ def counted(pack, model, tm, containers, **kwargs):
     finally:
         counter.close()
     return out, record, counter.counts
-
-
-def spy_runs(model):
-    """Every run object the patched model's spec makes (the spec is frozen: wrap its factory on the
-    instance)."""
-    spec = description_of(model).spec
-    runs, make = [], type(spec).new_run
-
-    def new_run(timeline):
-        runs.append(make(spec, timeline))
-        return runs[-1]
-
-    object.__setattr__(spec, "new_run", new_run)
-    return runs
 
 
 def with_slg(model, double="", single=""):

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from helpers import (PACK_MODULE, BlockCounter, LogCapture, assert_finite, description_of, patch, recorded_runs,
-                     rel_err, sample, sample_recorded)
+                     rel_err, sample, sample_recorded, spy_runs)
 
 FAMILIES = ["flux", "sd3", "wan21", "wan_vace", "pixart_alpha", "pixart_sigma", "hunyuan_video", "ltxv",
             "qwen_image", "auraflow", "mochi", "chroma", "flux2", "hunyuan_image21", "hidream", "lumina2",
@@ -150,7 +150,7 @@ def test_interrupted_run_leaves_nothing_behind(pack, tm):
 def test_cached_features_are_not_modified_after_storing(pack, tm):
     """ComfyUI blocks and ControlNet adds modify hidden states in place; the stored copy must not move."""
     patched = patch(pack, tm.patcher, N=3, start_percent=0.0, end_percent=1.0)
-    runs = _spy_runs(description_of(patched).spec)
+    runs = spy_runs(patched)
     snapshots = []
 
     def check(step, *args):
@@ -165,18 +165,6 @@ def test_cached_features_are_not_modified_after_storing(pack, tm):
 
     sample(patched, tm, callback=check)
     assert len({(k, s) for k, s, _ in snapshots}) < len(snapshots)  # entries were seen across steps
-
-
-def _spy_runs(spec):
-    """Keep every run object the spec makes (the spec is frozen, so wrap its factory on the instance)."""
-    runs, make = [], type(spec).new_run
-
-    def new_run(timeline):
-        runs.append(make(spec, timeline))
-        return runs[-1]
-
-    object.__setattr__(spec, "new_run", new_run)
-    return runs
 
 
 RUN_KEY = "blockdance_run"

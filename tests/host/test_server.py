@@ -2,13 +2,9 @@
 with the `BlockDance:` line in the log and the stats shown on the node over the websocket."""
 import json
 import os
-import socket
 import struct
-import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 
 import pytest
@@ -16,92 +12,36 @@ import torch
 
 from benchmarks.comfy_env import PACK_ROOT
 
+sys.path.append(os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "browser"))
+import bd_server  # noqa: E402  (the one real-server harness of the tests)
+
 PACK_DIR_NAME = "ComfyUI-BlockDance"
 EXAMPLES = os.path.join(PACK_ROOT, "example_workflows")
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    def __init__(self, comfy_root, base, port):
-        self.url = f"http://127.0.0.1:{port}"
-        self.output_dir = os.path.join(base, "output")
-        self.log_path = os.path.join(base, "server.log")
-        self._log_file = open(self.log_path, "w")
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen(
-            [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
-             "--disable-auto-launch", "--disable-api-nodes", "--database-url", "sqlite:///:memory:",
-             "--extra-model-paths-config", os.path.join(base, "extra_model_paths.yaml"),
-             "--output-directory", self.output_dir,
-             "--disable-all-custom-nodes", "--whitelist-custom-nodes", PACK_DIR_NAME],
-            cwd=comfy_root, env=env, stdout=self._log_file, stderr=subprocess.STDOUT)
-
-    def get(self, path):
-        with urllib.request.urlopen(self.url + path, timeout=30) as r:
-            return json.loads(r.read())
-
-    def post(self, path, data):
-        req = urllib.request.Request(self.url + path, data=json.dumps(data).encode(),
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return json.loads(r.read())
-
-    def wait_ready(self, timeout=90):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"ComfyUI exited early:\n{self.log()[-3000:]}")
-            try:
-                return self.get("/system_stats")
-            except (urllib.error.URLError, ConnectionError, OSError):
-                time.sleep(0.5)
-        raise RuntimeError(f"ComfyUI did not answer within {timeout}s:\n{self.log()[-3000:]}")
-
-    def run_prompt(self, prompt, client_id, timeout=120):
-        prompt_id = self.post("/prompt", {"prompt": prompt, "client_id": client_id})["prompt_id"]
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            history = self.get(f"/history/{prompt_id}")
-            if prompt_id in history and history[prompt_id]["status"].get("completed") is not None:
-                entry = history[prompt_id]
-                if entry["status"]["status_str"] == "success":
-                    return entry
-                raise AssertionError(f"prompt failed: {json.dumps(entry['status'])[:3000]}")
-            time.sleep(0.2)
-        raise AssertionError(f"prompt did not finish within {timeout}s")
-
-    def log(self):
-        with open(self.log_path) as f:
-            return f.read()
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self._log_file.close()
+POLICIES = os.path.join(PACK_ROOT, "benchmarks", "reference", "policies")
 
 
 @pytest.fixture(scope="module")
 def server(comfy, tiny, tmp_path_factory):
+    """A real server (tests/browser/bd_server.py) with a tiny SD3, the reference Wan model, a digit
+    class as conditioning and the shipped Ada policies in its blockdance folder."""
     base = str(tmp_path_factory.mktemp("comfy_server"))
-    for d in ("custom_nodes", "models", "output/tiny_cond"):
+    for d in ("models", "output/tiny_cond", "blockdance"):
         os.makedirs(os.path.join(base, d), exist_ok=True)
-    os.symlink(PACK_ROOT, os.path.join(base, "custom_nodes", PACK_DIR_NAME))
     tiny.save_checkpoint("sd3", os.path.join(base, "models", "tiny_sd3.safetensors"))
     tm = tiny.build("sd3")
     # LoadTrainingDataset (a stock node) feeds conditioning without any text-encoder weights.
     torch.save({"latents": [tm.latent], "conditioning": [tm.positive]},
                os.path.join(base, "output", "tiny_cond", "shard_0.pkl"))
-    with open(os.path.join(base, "extra_model_paths.yaml"), "w") as f:
-        f.write(f"blockdance_test:\n  base_path: {base}\n  custom_nodes: custom_nodes\n  diffusion_models: models\n")
-    srv = Server(comfy, base, _free_port())
+    # The shipped reference Wan model, a digit class as its conditioning, and the shipped Ada policies.
+    from benchmarks.reference import models
+    wan = models.get("wan21")
+    os.symlink(wan.weights, os.path.join(base, "models", os.path.basename(wan.weights)))
+    os.makedirs(os.path.join(base, "output", "ref_cond"))
+    torch.save({"latents": [{"samples": wan.empty_latent(1)}], "conditioning": [[[wan.load_class_contexts()[3:4], {}]]]},
+               os.path.join(base, "output", "ref_cond", "shard_0.pkl"))
+    for name in os.listdir(POLICIES):
+        os.symlink(os.path.join(POLICIES, name), os.path.join(base, "blockdance", name))
+    srv = bd_server.ComfyServer(comfy, base)
     try:
         srv.wait_ready()
         yield srv
@@ -245,3 +185,34 @@ def test_calibrate_then_patch_over_http(server):
     assert report.startswith("BlockDance schedule 'calibrated-1.5x'") and "=>" in report
     lines = [line for line in server.log().splitlines() if "BlockDance: family=sd3" in line and "schedule=" in line]
     assert lines and "schedule=calibrated-1.5x" in lines[-1]
+
+
+def ada_prompt(unet, cond_folder, latent):
+    graph = prompt()
+    graph["unet"]["inputs"]["unet_name"] = unet
+    graph["cond"]["inputs"]["folder_name"] = cond_folder
+    graph["latent"] = latent
+    graph["ada"] = {"class_type": "BlockDanceAdaLoader", "inputs": {"policy_name": "wan21_euler.safetensors"}}
+    graph["bd"] = {"class_type": "BlockDancePatch", "inputs": {
+        "model": ["unet", 0], "mode": "blockdance", "depth": 0.75, "N": 2, "start_percent": 0.4, "end_percent": 0.95,
+        "policy": ["ada", 0], "target_speedup": 2.0}}
+    graph["ks"]["inputs"].update(model=["bd", 0], steps=30)
+    return graph
+
+
+def test_shipped_ada_policy_over_http(server):
+    """A shipped BlockDance-Ada policy loads through its node in a real server, drives the reference
+    Wan model at the budget it is asked for, and its mask is in the log line; given another model it
+    is refused, naming both."""
+    video_latent = {"class_type": "EmptyHunyuanLatentVideo", "inputs": {"width": 64, "height": 64, "length": 1,
+                                                                         "batch_size": 1}}
+    entry = server.run_prompt(ada_prompt("wan_mnist_reference.safetensors", "ref_cond", video_latent), "x")
+    assert torch.isfinite(latent_of(server, entry)).all()
+    lines = [line for line in server.log().splitlines() if "BlockDance: family=wan" in line and "policy=" in line]
+    assert lines and "policy=wan21_euler" in lines[-1] and "ideal=2.00x" in lines[-1]
+    mask = lines[-1].split("mask=")[1].split()[0]
+    assert len(mask) == 29 and set(mask) <= {"C", "R"} and "R" in mask
+    sd3_latent = {"class_type": "EmptySD3LatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}}
+    with pytest.raises(AssertionError) as err:
+        server.run_prompt(ada_prompt("tiny_sd3.safetensors", "tiny_cond", sd3_latent), "x")
+    assert "trained for wan with 24 blocks; this model is sd3 with 4 blocks" in str(err.value)
