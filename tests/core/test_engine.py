@@ -211,10 +211,12 @@ def test_heun_cache_step_keeps_its_own_forward_not_the_correctors():
     model, spec = make(N=2, start_percent=0.0, end_percent=1.0)
     run = spec.new_run(Timeline.build(SIGMAS))
     x0, x_corr, x_own = (torch.randn(1, 6, 8, generator=torch.Generator().manual_seed(s)) for s in (1, 2, 3))
-    run.begin_evaluation(); forward(run, model, x0, SIGMAS[0], ["c"]); run.step_done(0)
-    run.begin_evaluation(); forward(run, model, x0, SIGMAS[1], ["c"])   # corrector of step 0 at sigma 1
-    run.begin_evaluation(); forward(run, model, x0, SIGMAS[1], ["c"]); run.step_done(1)
-    run.begin_evaluation(); forward(run, model, x_corr, SIGMAS[2], ["c"])  # corrector of step 1 at sigma 2
+    # Heun's calls: step 0, (callback 0), corrector of 0 at sigma 1, step 1, (callback 1), corrector of 1 at sigma 2
+    for x, sigma, done in ((x0, SIGMAS[0], 0), (x0, SIGMAS[1], None), (x0, SIGMAS[1], 1), (x_corr, SIGMAS[2], None)):
+        run.begin_evaluation()
+        forward(run, model, x, sigma, ["c"])
+        if done is not None:
+            run.step_done(done)
     run.begin_evaluation()
     own = {}
 
