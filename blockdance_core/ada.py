@@ -19,6 +19,7 @@ calibration). Checkpoints are safetensors with the metadata that says what they 
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -157,6 +158,15 @@ class AdaPolicy(StepPolicy):
                            f"is {family} with {num_blocks} blocks. Train one for it with BlockDance Ada Train.")
 
 
+@contextlib.contextmanager
+def autograd():
+    """Gradients on, even inside torch.inference_mode(), which ComfyUI wraps around every node it runs:
+    the policy's training forward and backward passes step out of it (as ComfyUI's own LoRA trainer
+    does); the model's sampling stays as the caller runs it."""
+    with torch.inference_mode(False), torch.enable_grad():
+        yield
+
+
 class AdaRun(PolicyRun):
     def __init__(self, policy: AdaPolicy, timeline: Timeline):
         self.policy = policy
@@ -199,13 +209,13 @@ class AdaRun(PolicyRun):
             raise AdaError(f"policy {p.label!r} reads latents with {m.latent_channels} channels; this run's latent is "
                            f"{tuple(x.shape) if x is not None else 'unknown'}")
         rows = x.shape[0]
-        features = (latent_features(x), cond_features(seen.context, rows, m.cond_width),
-                    scalars(self.timeline.positions[seen.step], self.timeline.sigmas[seen.step],
-                            self.timeline.num_steps, p.target_speedup, rows))
-        self.features = tuple(f.detach() for f in features)   # what the network saw (training reuses it)
         positions = list(self.timeline.positions[self.rho_step:])
         p.net.train(p.sample)   # dropout only while training
-        with torch.set_grad_enabled(p.sample):
+        with autograd() if p.sample else torch.no_grad():
+            features = (latent_features(x), cond_features(seen.context, rows, m.cond_width),
+                        scalars(self.timeline.positions[seen.step], self.timeline.sigmas[seen.step],
+                                self.timeline.num_steps, p.target_speedup, rows))
+            self.features = tuple(f.detach() for f in features)   # what the network saw (training reuses it)
             probs = torch.sigmoid(p.net(*features)).mean(0)        # one decision for the batch
             step_probs = read_bins(probs, positions).clamp(1e-4, 1 - 1e-4)
             if p.sample:

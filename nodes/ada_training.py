@@ -100,11 +100,12 @@ def train(model, items: Sequence[Item], meta: ada.AdaMeta, iterations: int, roll
           seed: int = 0, warm_start: bool = True, state_path: Optional[str] = None, save_every: int = 10,
           progress: Optional[Callable[[int, int, dict], None]] = None) -> Tuple[ada.AdaNet, TrainLog]:
     torch.manual_seed(seed)
-    net = ada.AdaNet(meta.latent_channels, meta.cond_width, meta.hidden)
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
     log, start = TrainLog(), 0
-    if state_path and os.path.exists(state_path):
-        start, log = _load_state(state_path, net, opt)
+    with ada.autograd():   # the network and its optimiser live outside ComfyUI's inference mode
+        net = ada.AdaNet(meta.latent_channels, meta.cond_width, meta.hidden)
+        opt = torch.optim.Adam(net.parameters(), lr=lr)
+        if state_path and os.path.exists(state_path):
+            start, log = _load_state(state_path, net, opt)
     started = time.perf_counter() - log.seconds
     for item in items:   # the reference and the network's inputs at rho (mask-independent)
         if item.reference is None:
@@ -133,12 +134,14 @@ def train(model, items: Sequence[Item], meta: ada.AdaMeta, iterations: int, roll
                 log_probs.append(run.log_prob)
                 stats.append((reward, min(psnr, MAX_PSNR), record.ideal_speedup))
                 log.rollouts += 1
-            r = torch.tensor(rewards)
-            advantage = r - r.mean()
-            losses.append(-(advantage * torch.stack(log_probs)).mean())
-        opt.zero_grad()
-        torch.stack(losses).mean().backward()
-        opt.step()
+            with ada.autograd():
+                r = torch.tensor(rewards)
+                advantage = r - r.mean()
+                losses.append(-(advantage * torch.stack(log_probs)).mean())
+        with ada.autograd():
+            opt.zero_grad()
+            torch.stack(losses).mean().backward()
+            opt.step()
         entry = {"iteration": it + 1, "reward": sum(s[0] for s in stats) / len(stats),
                  "psnr": sum(s[1] for s in stats) / len(stats), "speedup": sum(s[2] for s in stats) / len(stats)}
         log.history.append(entry)
@@ -155,7 +158,13 @@ def _imitate(model, net, items: Sequence[Item], meta: ada.AdaMeta, epochs: int =
     """Distil the items' own searched plans: binary cross-entropy on the per-stretch probabilities,
     plus a penalty on the per-instance correction so it only departs from the shared plan where that
     pays on every item."""
-    data = [(item.features, budget, target) for item in items for budget, target in _targets(model, item, meta).items()]
+    plans = [(item.features, budget, target) for item in items for budget, target in _targets(model, item, meta).items()]
+    with ada.autograd():   # copies: tensors made under inference mode cannot be saved for backward
+        data = [(tuple(f.clone() for f in features), budget, target.clone()) for features, budget, target in plans]
+        _fit_plans(net, data, epochs, shrink)
+
+
+def _fit_plans(net, data, epochs: int, shrink: float) -> None:
     opt = torch.optim.Adam(net.parameters(), lr=3e-3, weight_decay=1e-4)
     net.train()
     for _ in range(epochs):

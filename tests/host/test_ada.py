@@ -73,6 +73,33 @@ def test_a_policy_for_another_model_is_refused(pack, tiny, trained):
         patched(pack, sd3.patcher, policy)
 
 
+def test_trains_inside_inference_mode_as_the_server_runs_nodes(pack, wan, tmp_path):
+    """ComfyUI executes every node under torch.inference_mode(); training must still learn there
+    (the network moves off its warm start) and the trained policy must still decide under it."""
+    import folder_paths
+    previous = folder_paths.folder_names_and_paths.get("blockdance")
+    folder_paths.folder_names_and_paths["blockdance"] = ([str(tmp_path)], set())
+    try:
+        with torch.inference_mode():
+            latent = {"samples": torch.zeros_like(wan.latent["samples"])}
+            policy, report = node(pack, "BlockDanceAdaTrain").execute(
+                wan.patcher, wan.positive, wan.negative, latent, seed=5, steps=8, cfg=2.0, sampler_name="euler",
+                scheduler="simple", budgets="2.0", rho=0.0, iterations=2, rollouts=2, filename_prefix="inf").result
+            out, record = sample_recorded(pack, patched(pack, wan.patcher, policy), wan, steps=8)
+    finally:
+        if previous is None:
+            folder_paths.folder_names_and_paths.pop("blockdance", None)
+        else:
+            folder_paths.folder_names_and_paths["blockdance"] = previous
+    assert "2 items, 8 rollouts" in report and torch.isfinite(out).all()
+    assert not any(t.is_inference() for t in policy.net.parameters())
+    ada = sys.modules[f"{pack.__name__}.blockdance_core.ada"]
+    torch.manual_seed(5)   # train() seeds the network's initialisation with its seed
+    start = ada.AdaNet(policy.meta.latent_channels, policy.meta.cond_width, policy.meta.hidden)
+    assert any(not torch.equal(a, b) for a, b in zip(start.state_dict().values(), policy.net.state_dict().values()))
+    assert record.extra["mask"] and record.steps_reused
+
+
 def test_bad_budgets_are_a_clear_error(pack, wan):
     with pytest.raises(ValueError, match="budgets='fast'"):
         node(pack, "BlockDanceAdaTrain").execute(
