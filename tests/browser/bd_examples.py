@@ -21,7 +21,7 @@ EXAMPLES_DIR = os.path.join(ROOT, "example_workflows")
 # Socket inputs (name, type, optional) and outputs (name, type) of the nodes the examples use; widget
 # values follow ComfyUI's input order (checked against /object_info by the workflow test).
 M, C, V, L, CO, I = "MODEL", "CLIP", "VAE", "LATENT", "CONDITIONING", "IMAGE"
-S = "BLOCKDANCE_SCHEDULE"
+S, P = "BLOCKDANCE_SCHEDULE", "BLOCKDANCE_POLICY"
 SIGNATURES = {
     "UNETLoader": ([], [(M, M)]),
     "CheckpointLoaderSimple": ([], [(M, M), (C, C), (V, V)]),
@@ -37,10 +37,13 @@ SIGNATURES = {
     "EmptyLTXVLatentVideo": ([], [(L, L)]),
     "ModelSamplingSD3": ([("model", M, False)], [(M, M)]),
     "ModelSamplingAuraFlow": ([("model", M, False)], [(M, M)]),
-    "BlockDancePatch": ([("model", M, False), ("schedule", S, True), ("policy", "BLOCKDANCE_POLICY", True)], [(M, M)]),
+    "BlockDancePatch": ([("model", M, False), ("schedule", S, True), ("policy", P, True)], [(M, M)]),
     "BlockDanceCalibrate": ([("model", M, False), ("positive", CO, False), ("negative", CO, False),
                              ("latent_image", L, False)], [("schedule", S), ("heatmap", I), ("report", "STRING")]),
     "BlockDanceScheduleLoader": ([], [("schedule", S)]),
+    "BlockDanceAdaTrain": ([("model", M, False), ("positive", CO, False), ("negative", CO, False),
+                            ("latent_image", L, False)], [("policy", P), ("report", "STRING")]),
+    "BlockDanceAdaLoader": ([], [("policy", P)]),
     "KSampler": ([("model", M, False), ("positive", CO, False), ("negative", CO, False), ("latent_image", L, False)],
                  [(L, L)]),
     "KSamplerAdvanced": ([("model", M, False), ("positive", CO, False), ("negative", CO, False),
@@ -72,7 +75,8 @@ SIZES = {"UNETLoader": [315, 82], "CheckpointLoaderSimple": [315, 98], "CLIPLoad
          "ConditioningZeroOut": [240, 26], "FluxGuidance": [315, 58], "EmptySD3LatentImage": [315, 106],
          "EmptyLatentImage": [315, 106], "EmptyHunyuanLatentVideo": [315, 130], "EmptyLTXVLatentVideo": [315, 130],
          "ModelSamplingSD3": [315, 58], "ModelSamplingAuraFlow": [315, 58], "BlockDancePatch": [330, 340],
-         "BlockDanceCalibrate": [330, 330], "BlockDanceScheduleLoader": [330, 58], "KSampler": [315, 262],
+         "BlockDanceCalibrate": [330, 330], "BlockDanceScheduleLoader": [330, 58],
+         "BlockDanceAdaTrain": [330, 360], "BlockDanceAdaLoader": [330, 58], "KSampler": [315, 262],
          "KSamplerAdvanced": [315, 334], "BasicGuider": [240, 46], "BasicScheduler": [315, 106],
          "KSamplerSelect": [315, 58], "RandomNoise": [315, 82], "SamplerCustomAdvanced": [300, 106],
          "SamplerCustom": [315, 230], "LTXVConditioning": [240, 58], "LTXVScheduler": [315, 154],
@@ -201,10 +205,13 @@ def _text(g, clip, pos, text, title):
 
 
 def flux_t2i(schedule=None):
-    """Flux.1 [dev] text to image; with `schedule` the patch takes a saved or calibrated schedule."""
+    """Flux.1 [dev] text to image; with `schedule` the patch takes a saved or calibrated schedule
+    ("calibrate", "load") or an Ada policy trained in the graph or loaded ("ada_train", "ada_load")."""
     titles = {None: "BlockDance · Flux.1 [dev] text to image",
               "calibrate": "BlockDance · calibrate then patch (Flux.1 [dev])",
-              "load": "BlockDance · saved schedule (Flux.1 [dev])"}
+              "load": "BlockDance · saved schedule (Flux.1 [dev])",
+              "ada_train": "BlockDance · train an Ada policy then patch (Flux.1 [dev])",
+              "ada_load": "BlockDance · Ada policy (Flux.1 [dev])"}
     g = Graph(titles[schedule])
     files = ["flux1-dev.safetensors", "clip_l.safetensors", "t5xxl_fp16.safetensors", "ae.safetensors"]
     extras = {None: "Flux.1 [dev] runs at cfg 1 with FluxGuidance; the negative prompt is zeroed.",
@@ -215,8 +222,19 @@ def flux_t2i(schedule=None):
                             "a heat map and a report. Calibrate once, then mute it and load the schedule."),
               "load": ("BlockDance Load Schedule reads a schedule saved by BlockDance Calibrate from models/blockdance/ "
                        "(blockdance_calibrate_then_patch.json makes flux1-dev_00001.json). A connected schedule "
-                       "decides the steps, depths and modes; the patch's own settings are ignored.")}
-    g.note(note_text(g.title, files, extras[schedule]), (0, 0), size=(400, 420))
+                       "decides the steps, depths and modes; the patch's own settings are ignored."),
+              "ada_train": ("BlockDance Ada Train learns a policy that, right after the first step, reads the latent "
+                            "and the prompt and picks which of the remaining steps reuse, for each target speedup in "
+                            "budgets. Every row of its latent batch is one training item (seed, seed+1, ...); each "
+                            "iteration samples `rollouts` masks per item, so training costs about iterations x "
+                            "rollouts x items sampling runs. It saves models/blockdance/flux1-dev_ada_00001.safetensors "
+                            "for BlockDance Ada Loader. BlockDance Patch runs the policy at its target_speedup. Train "
+                            "once, then mute the trainer and load the policy."),
+              "ada_load": ("BlockDance Ada Loader reads a policy from models/blockdance/ (blockdance_ada_train_then_patch"
+                           ".json makes flux1-dev_ada_00001.safetensors; python -m benchmarks.train_ada trains one "
+                           "from the command line). BlockDance Patch asks it for this latent's mask at "
+                           "target_speedup; the log line shows policy=<name> and the mask.")}
+    g.note(note_text(g.title, files, extras[schedule]), (0, 0), size=(400, 480 if schedule == "ada_train" else 420))
     unet = g.add("UNETLoader", (440, 0), ["flux1-dev.safetensors", "default"])
     clip = g.add("DualCLIPLoader", (440, 120), ["clip_l.safetensors", "t5xxl_fp16.safetensors", "flux", "default"])
     vae = g.add("VAELoader", (440, 290), ["ae.safetensors"])
@@ -241,6 +259,17 @@ def flux_t2i(schedule=None):
     elif schedule == "load":
         loader = g.add("BlockDanceScheduleLoader", (800, -110), ["flux1-dev_00001.json"])
         g.link(loader, 0, bd, "schedule")
+    elif schedule == "ada_train":
+        items = g.add("EmptySD3LatentImage", (1240, 0), [1024, 1024, 4], title="Training items (one per row)")
+        train = g.add("BlockDanceAdaTrain", (1240, 150),
+                      [42, "fixed", 20, 1.0, "euler", "simple", "1.5, 2.0, 2.5", 0.0, 10, 4, "flux1-dev_ada"])
+        for src, name in ((unet, "model"), (guide, "positive"), (neg, "negative"), (items, "latent_image")):
+            g.link(src, 0, train, name)
+        g.link(train, 0, bd, "policy")
+        x_sampler = 1620
+    elif schedule == "ada_load":
+        loader = g.add("BlockDanceAdaLoader", (800, -110), ["flux1-dev_ada_00001.safetensors"])
+        g.link(loader, 0, bd, "policy")
     ks = g.add("KSampler", (x_sampler, 0), [42, "fixed", 20, 1.0, "euler", "simple", 1.0])
     for src, name in ((bd, "model"), (guide, "positive"), (neg, "negative"), (latent, "latent_image")):
         g.link(src, 0, ks, name)
@@ -445,6 +474,8 @@ EXAMPLES = {
     "blockdance_pixart_sigma_t2i": (pixart_sigma_t2i, "pixart"),
     "blockdance_calibrate_then_patch": (lambda: flux_t2i("calibrate"), "flux"),
     "blockdance_load_schedule": (lambda: flux_t2i("load"), "flux"),
+    "blockdance_ada_train_then_patch": (lambda: flux_t2i("ada_train"), "flux"),
+    "blockdance_ada_policy": (lambda: flux_t2i("ada_load"), "flux"),
 }
 
 

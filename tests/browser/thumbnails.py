@@ -1,7 +1,7 @@
 """Write example_workflows/<name>.jpg: each example as the frontend opens it (the template browser
 shows these thumbnails beside the workflow's name).
 
-    COMFYUI_PATH=... python tests/browser/thumbnails.py
+    COMFYUI_PATH=... python tests/browser/thumbnails.py [NAME ...]   # all examples, or only those named
 
 Starts a ComfyUI server with this pack, opens each example through the frontend's loader in headless
 Chromium (after its plan previews are drawn), screenshots the view and saves a 640 px wide JPEG.
@@ -25,11 +25,14 @@ import bd_examples as examples  # noqa: E402
 WIDTH = 640
 
 
-def main() -> None:
+def main(names) -> None:
     from PIL import Image
 
     from benchmarks.comfy_env import load_comfy
 
+    unknown = sorted(set(names) - set(examples.EXAMPLES))
+    if unknown:
+        sys.exit(f"no example named {', '.join(unknown)}; the examples: {', '.join(examples.EXAMPLES)}")
     reason = bd_browser.unavailable_reason()
     if reason:
         sys.exit(reason)
@@ -39,7 +42,7 @@ def main() -> None:
             server.wait_ready()
             with bd_browser.open_page(server.url) as page:
                 page.evaluate("() => app.extensionManager.setting.set('Comfy.Minimap.Visible', false)")
-                for name in examples.EXAMPLES:
+                for name in names or examples.EXAMPLES:
                     assert bd_browser.load_template(page, bd_server.PACK_DIR_NAME, name) == []
                     time.sleep(1.5)   # the strips' plan previews
                     shot = Image.open(io.BytesIO(page.screenshot(clip={"x": 60, "y": 90, "width": 1340, "height": 760})))
@@ -52,4 +55,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

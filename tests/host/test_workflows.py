@@ -26,11 +26,16 @@ TINY_FOR = {   # example -> {model file the workflow names: tiny file of the sam
     "blockdance_pixart_sigma_t2i": {"PixArt-Sigma-XL-2-1024-MS.pth": "tiny_pixart_sigma.safetensors"},
     "blockdance_calibrate_then_patch": {"flux1-dev.safetensors": "tiny_flux.safetensors"},
     "blockdance_load_schedule": {"flux1-dev.safetensors": "tiny_flux.safetensors"},
+    "blockdance_ada_train_then_patch": {"flux1-dev.safetensors": "tiny_flux.safetensors"},
+    "blockdance_ada_policy": {"flux1-dev.safetensors": "tiny_flux.safetensors"},
 }
 TINY_FAMILY = {"flux": "flux", "sd3": "sd3", "wan": "wan21", "hunyuan_video": "hunyuan_video", "ltxv": "ltxv",
                "qwen_image": "qwen_image", "pixart": "pixart_sigma"}
 IMAGE_SIZE = {"pixart": 272}
 SAVED_SCHEDULE = "flux1-dev_00001.json"   # what the calibrate example saves and the loader example loads
+SAVED_POLICY = "flux1-dev_ada_00001.safetensors"   # what the Ada training example saves and the Ada example loads
+MAKES = {"blockdance_load_schedule": (SAVED_SCHEDULE, "blockdance_calibrate_then_patch"),
+         "blockdance_ada_policy": (SAVED_POLICY, "blockdance_ada_train_then_patch")}
 
 
 def load(name):
@@ -56,8 +61,8 @@ def test_example_explains_itself(name):
     notes = [n for n in wf["nodes"] if n["type"] == "Note"]
     assert len(notes) == 1 and notes[0]["title"] == "Models for this workflow"
     text = notes[0]["widgets_values"][0]
-    named = [w for n in wf["nodes"] if n["type"] != "Note" for w in n.get("widgets_values", [])
-             if isinstance(w, str) and w.endswith((".safetensors", ".pth"))]
+    named = [w for n in wf["nodes"] if n["type"] != "Note" and not n["type"].startswith("BlockDance")
+             for w in n.get("widgets_values", []) if isinstance(w, str) and w.endswith((".safetensors", ".pth"))]
     assert "ComfyUI/models/" in text
     assert named and all(f"  {examples.MODEL_FILES[f][0]}/{f}\n" in text for f in named), text
     for node in wf["nodes"]:
@@ -100,8 +105,8 @@ def test_example_runs_on_tiny_models(server, name):
     from safetensors.torch import load_file
     import torch
 
-    if name == "blockdance_load_schedule" and not os.path.exists(os.path.join(server.schedules_dir, SAVED_SCHEDULE)):
-        run_example(server, "blockdance_calibrate_then_patch")   # makes the schedule the loader example names
+    if name in MAKES and not os.path.exists(os.path.join(server.schedules_dir, MAKES[name][0])):
+        run_example(server, MAKES[name][1])   # makes the schedule or policy the loader example names
     prompt, entry, events, lines = run_example(server, name)
     family = examples.EXAMPLES[name][1]
     patches = sorted(str(n["id"]) for n in load(name)["nodes"] if n["type"] == "BlockDancePatch")
@@ -111,8 +116,11 @@ def test_example_runs_on_tiny_models(server, name):
         assert f"family={family} " in event["line"] and event["line"] in lines and event["record"]["num_steps"] > 0
         if name in ("blockdance_calibrate_then_patch", "blockdance_load_schedule"):
             assert "schedule=flux1-dev" in event["line"]
-    if name == "blockdance_calibrate_then_patch":
-        assert os.path.exists(os.path.join(server.schedules_dir, SAVED_SCHEDULE))
+        if name in ("blockdance_ada_train_then_patch", "blockdance_ada_policy"):
+            assert "policy=flux1-dev_ada_00001 " in event["line"] and " mask=" in event["line"], event["line"]
+    for made, maker in MAKES.values():
+        if name == maker:
+            assert os.path.exists(os.path.join(server.schedules_dir, made))
     saved = [item for out in entry["outputs"].values() for item in out.get("latents", [])]
     assert len(saved) == sum(1 for n in prompt.values() if n["class_type"] == "SaveLatent") >= 1
     for item in saved:
