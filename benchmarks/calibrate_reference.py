@@ -38,7 +38,7 @@ def main(argv=None) -> int:
     from .reference import models
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=models.DEFAULT, choices=sorted(models.MODELS))
-    parser.add_argument("--targets", type=float, nargs="*", default=list(protocol.TARGETS))
+    parser.add_argument("--targets", type=float, nargs="*", default=list(protocol.SCHEDULE_TARGETS))
     parser.add_argument("--samplers", nargs="*", default=list(protocol.SAMPLERS))
     args = parser.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))

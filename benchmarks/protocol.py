@@ -11,4 +11,8 @@ STEPS = 30
 CFG = 2.0
 SCHEDULER = "simple"
 SAMPLERS = ("euler", "euler_ancestral")
-TARGETS = (1.25, 1.5, 2.0, 2.5, 3.0)
+TARGETS = (1.25, 1.5, 2.0, 2.5, 3.0)  # target speedups of the shipped Ada policies and per-sample rows
+# Shipped schedules and the benchmark's calibrated rows go one target further: a target is an ideal
+# speedup of the block stack, and on these tiny CPU models the work outside the blocks (a few ms per
+# step) keeps the measured speedup 10-20% below it, so 3.5x is what reaches a measured 2.5-3x.
+SCHEDULE_TARGETS = TARGETS + (3.5,)

@@ -101,7 +101,7 @@ def build_configs(pack, model, steps: int, quick: bool, sampler: str, model_name
             for n in ns:
                 params = {"N": n, "depth": depth, "start_percent": 0.4, "end_percent": 0.95}
                 configs.append(Config(mode, params, steps, patch(pack, model, mode, depth, n, 0.4, 0.95)))
-    for target in ((2.0,) if quick else protocol.TARGETS):
+    for target in ((2.0,) if quick else protocol.SCHEDULE_TARGETS):
         path = schedule_path(model_name, sampler, target)
         if not os.path.isfile(path):
             raise SystemExit(f"{path} is missing: make the shipped schedules with "
