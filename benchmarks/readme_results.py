@@ -2,8 +2,8 @@
 
 `python -m benchmarks.readme_results out/benchmark/results_wan21.json out/benchmark/results_hunyuan_image21.json
 [--speed out/benchmark/speed.json]` replaces the text between the README's results (and speed)
-markers with one section per reference model, and copies each model's Pareto plot and sample grid
-into docs/.
+markers with one section per reference model, the users' "which settings" table between its own
+markers, and copies each model's Pareto plot and sample grid into docs/.
 """
 from __future__ import annotations
 
@@ -18,6 +18,9 @@ from typing import Dict, List, Optional
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 SPEED_START, SPEED_END = "<!-- speed:start -->", "<!-- speed:end -->"
+SETTINGS_START, SETTINGS_END = "<!-- settings:start -->", "<!-- settings:end -->"
+USER_SPEEDS = (1.2, 1.5, 2.0, 2.5)
+WINDOW = ("blockdance", "delta")   # BlockDance Patch's own window settings, no schedule
 TARGETS = (1.2, 1.5, 2.0, 2.5, 3.0)
 RIVALS = ("fewer_steps", "easycache", "lazycache")
 
@@ -65,14 +68,16 @@ def section(rows: List[dict], header: str, images: str = "") -> str:
         out.append(f"| {sampler} | " + " | ".join(cells) + " |")
     out += ["", verdict(summary)]
     if per_sample:
-        out += ["", per_sample_section(per_sample)]
+        out += ["", per_sample_section(per_sample, rows)]
     if images:
         out += ["", images]
     return "\n".join(out)
 
 
-def per_sample_section(rows: List[dict]) -> str:
-    """BlockDance-Ada and the gate against the static calibrated schedule, every sample on its own."""
+def per_sample_section(rows: List[dict], batched: List[dict]) -> str:
+    """BlockDance-Ada and the gate against the static calibrated schedule, every sample on its own, and
+    against the most faithful fewer-steps run of the batched table at the same or lower compute (ideal
+    speedup at least theirs: a fewer-steps run's output does not depend on the batch)."""
     out = ["**Per-instance methods, each evaluation sample sampled on its own (batch 1)**", "",
            "| sampler | configuration | speedup (1 sample) | ideal mean | ideal range | PSNR mean | PSNR min | class acc |",
            "|---|---|---|---|---|---|---|---|"]
@@ -91,6 +96,17 @@ def per_sample_section(rows: List[dict]) -> str:
                            f"mean, {r['psnr_min'] - static[0]['psnr_min']:+.1f} dB worst")
     if margins:
         out += ["", "Ada against the static calibrated schedule at the same target: " + "; ".join(margins) + "."]
+    for method in ("ada", "gate"):
+        against = []
+        for r in (r for r in rows if r["method"] == method):
+            fewer = [f for f in batched if f["method"] == "fewer_steps" and f["sampler"] == r["sampler"]
+                     and f["ideal_speedup"] >= r["ideal_speedup"] - 1e-9]
+            if fewer:
+                best = max(fewer, key=lambda f: f["psnr_mean"])
+                against.append(f"{r['sampler']} {r['params']['target_speedup']}x: {r['psnr_mean'] - best['psnr_mean']:+.1f} dB "
+                               f"(vs {best['label']})")
+        if against:
+            out += ["", f"{method} against fewer steps at the same or lower compute: " + "; ".join(against) + "."]
     shares = [r["policy_share"] for r in rows if r.get("policy_share") is not None]
     if shares:
         ms = [r["policy_ms"] for r in rows if r.get("policy_ms") is not None]
@@ -135,6 +151,39 @@ def verdict(summary: Dict[str, Dict[float, Optional[dict]]]) -> str:
     return " ".join(sentences)
 
 
+def settings_section(models: List[tuple]) -> str:
+    """What to pick for speed x fidelity, read off the benchmark: per speed and (model, sampler) the
+    most faithful configuration measured at least that fast, beside the best fewer-steps run and the
+    best setting of BlockDance Patch's own window at least that fast. `models`: (label, rows) pairs."""
+    columns = []
+    for label, rows in models:
+        batched = [r for r in rows if not r.get("per_sample")]
+        for sampler in dict.fromkeys(r["sampler"] for r in batched):
+            columns.append((f"{label} · {sampler}", [r for r in batched if r["sampler"] == sampler]))
+    out = ["| speed at least | " + " | ".join(name for name, _ in columns) + " |", "|---|" + "---|" * len(columns)]
+    schedule_wins, window_beats_fewer, both = 0, 0, 0
+    for t in USER_SPEEDS:
+        cells = []
+        for _, rows in columns:
+            best = winner(rows, t)
+            fewer = winner([r for r in rows if r["method"] == "fewer_steps"], t)
+            window = winner([r for r in rows if r["method"] in WINDOW], t)
+            schedule_wins += bool(best and best["method"] == "calibrated")
+            if fewer and window:
+                both += 1
+                window_beats_fewer += window["psnr_mean"] > fewer["psnr_mean"]
+            parts = [f"**{best['label']}**: {fmt(best['psnr_mean'])} dB" if best else "nothing this fast"]
+            parts.append(f"fewer steps {fmt(fewer['psnr_mean'])} dB" if fewer else "")
+            parts.append(f"patch window {fmt(window['psnr_mean'])} dB" if window else "patch window: not this fast")
+            cells.append("; ".join(p for p in parts if p))
+        out.append(f"| {t}x | " + " | ".join(cells) + " |")
+    cells_total = len(USER_SPEEDS) * len(columns)
+    out += ["", f"A calibrated schedule was the most faithful choice in {schedule_wins} of {cells_total} cells. "
+                f"BlockDance Patch's fixed window (no schedule) beat fewer steps in {window_beats_fewer} of the {both} "
+                f"cells where both reach the speed."]
+    return "\n".join(out)
+
+
 def speed_section(rows: List[dict]) -> str:
     """The speed-only table (random weights at each family's real depth)."""
     first = rows[0]
@@ -167,7 +216,7 @@ def main(argv=None) -> int:
     parser.add_argument("--readme", default=os.path.join(ROOT, "README.md"))
     args = parser.parse_args(argv)
     os.makedirs(os.path.join(ROOT, "docs"), exist_ok=True)
-    sections = []
+    sections, by_model = [], []
     for path in args.results:
         with open(path) as f:
             rows = json.load(f)
@@ -179,9 +228,11 @@ def main(argv=None) -> int:
                   f"`python -m benchmarks.run --model {name}` ({len(rows)} configurations).")
         images = f"![Pareto plot](docs/pareto_{name}.png)\n\n![Samples](docs/samples_{name}.png)"
         sections.append(section(rows, header, images))
+        by_model.append((models.get(name).short_label, rows))
     with open(args.readme) as f:
         readme = f.read()
     readme = replace_between(readme, START, END, "\n\n".join(sections), args.readme)
+    readme = replace_between(readme, SETTINGS_START, SETTINGS_END, settings_section(by_model), args.readme)
     if args.speed:
         tables = []
         for path in args.speed:

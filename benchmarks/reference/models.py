@@ -51,6 +51,11 @@ class ReferenceModel:
     null_class: int = NULL_CLASS
 
     @property
+    def short_label(self) -> str:
+        """The label without its block count: "Wan 2.1 t2v"."""
+        return self.label.split(" (")[0]
+
+    @property
     def num_blocks(self) -> int:
         c = self.unet_config
         return c["num_layers"] if "num_layers" in c else c["depth"] + c["depth_single_blocks"]

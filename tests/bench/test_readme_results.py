@@ -70,3 +70,30 @@ def test_per_sample_rows_get_their_own_table_and_the_ada_margin():
     assert "| euler | ada target_speedup=2.0 | 1.90x | 1.90x | 1.90-2.10x | 50.0 | 48.0 | 1.00 |" in text
     assert "Ada against the static calibrated schedule at the same target: euler 2.0x: -2.0 dB mean, -2.0 dB worst." in text
     assert "| ada target_speedup=2.0 | 1.90x |" not in text.split("**Per-instance")[0]   # not in the batched table
+
+
+def test_per_sample_rows_are_set_against_fewer_steps_at_the_same_or_lower_compute():
+    """Per method, the most faithful batched fewer-steps row whose ideal speedup is at least the row's."""
+    ada = dict(row("ada", 1.5, 50.0, target_speedup=1.5), ideal_min=1.5, ideal_max=1.5, per_sample=True)
+    gate = dict(row("gate", 1.2, 33.0, target_speedup=1.25), ideal_min=1.1, ideal_max=1.3, per_sample=True)
+    text = section(ROWS + [ada, gate], "header")
+    # ada at 1.5x: only steps=20 (1.55x) is as cheap; gate at 1.2x: steps=24 (36 dB) beats steps=20 (30 dB)
+    assert "ada against fewer steps at the same or lower compute: euler 1.5x: +20.0 dB (vs fewer_steps steps=20)." in text
+    assert "gate against fewer steps at the same or lower compute: euler 1.25x: -3.0 dB (vs fewer_steps steps=24)." in text
+
+
+def test_settings_table_names_the_most_faithful_choice_per_speed_beside_fewer_steps_and_the_window():
+    from benchmarks.readme_results import settings_section
+    ancestral = [dict(r, sampler="euler_ancestral", psnr_mean=45.0 if r["method"] == "lazycache" else r["psnr_mean"] - 5)
+                 for r in ROWS]
+    text = settings_section([("Tiny", ROWS + ancestral)])
+    lines = text.splitlines()
+    assert lines[0] == "| speed at least | Tiny · euler | Tiny · euler_ancestral |"
+    # at 1.2x: calibrated 2.0 (40 dB) beats fewer steps 24 (36 dB) and the window (N=2 at 1.25x, 35 dB)
+    # (under euler_ancestral LazyCache at 2.1x, 45 dB, is the most faithful up to 2.0x)
+    assert lines[2] == ("| 1.2x | **calibrated target_speedup=2.0**: 40.0 dB; fewer steps 36.0 dB; patch window 35.0 dB | "
+                        "**lazycache reuse_threshold=0.1**: 45.0 dB; fewer steps 31.0 dB; patch window 30.0 dB |")
+    # at 2.5x only the 2.5 schedule is fast enough; nothing reaches 2.5x otherwise
+    assert "| 2.5x | **calibrated target_speedup=2.5**: 18.0 dB; patch window: not this fast |" in lines[5]
+    assert "calibrated schedule was the most faithful choice in 5 of 8 cells" in text
+    assert "beat fewer steps in 0 of the 2 cells where both reach the speed" in text
