@@ -198,6 +198,17 @@ def _decode_save_video(g, samples, vae, x, prefix, fps, tiled=False):
     g.link(video, 0, save, "video")
 
 
+def _patch_sample_decode(g, model, pos, neg, latent, sampler_widgets, vae, prefix):
+    """BlockDance Patch after the model, a KSampler at (1240, 0), then decode and save the image."""
+    bd = g.add("BlockDancePatch", (800, 0), BD)
+    g.link(model, 0, bd, "model")
+    ks = g.add("KSampler", (1240, 0), sampler_widgets)
+    for src, name in ((bd, "model"), (pos, "positive"), (neg, "negative"), (latent, "latent_image")):
+        g.link(src, 0, ks, name)
+    _decode_save_image(g, ks, vae, 1600, prefix)
+    return g
+
+
 def _text(g, clip, pos, text, title):
     node = g.add("CLIPTextEncode", pos, [text], title=title)
     g.link(*clip, node, "clip")
@@ -285,13 +296,8 @@ def sd35_t2i():
     latent = g.add("EmptySD3LatentImage", (440, 140), [1024, 1024, 1])
     pos = _text(g, (ckpt, 1), (800, 380), "a glass bottle holding a tiny galaxy on a wooden kitchen table", "Positive Prompt")
     neg = _text(g, (ckpt, 1), (800, 570), "blurry, low quality", "Negative Prompt")
-    bd = g.add("BlockDancePatch", (800, 0), BD)
-    g.link(ckpt, 0, bd, "model")
-    ks = g.add("KSampler", (1240, 0), [42, "fixed", 28, 4.5, "euler", "sgm_uniform", 1.0])
-    for src, name in ((bd, "model"), (pos, "positive"), (neg, "negative"), (latent, "latent_image")):
-        g.link(src, 0, ks, name)
-    _decode_save_image(g, ks, (ckpt, 2), 1600, "BlockDance_sd35")
-    return g
+    return _patch_sample_decode(g, ckpt, pos, neg, latent, [42, "fixed", 28, 4.5, "euler", "sgm_uniform", 1.0], (ckpt, 2),
+                                "BlockDance_sd35")
 
 
 def _wan_common(g, x_text=800):
@@ -433,13 +439,8 @@ def qwen_image_t2i():
     pos = _text(g, (clip, 0), (800, 380), 'a neon-lit street at dusk with a shop sign that reads "BLOCKDANCE"',
                 "Positive Prompt")
     neg = _text(g, (clip, 0), (800, 570), "", "Negative Prompt")
-    bd = g.add("BlockDancePatch", (800, 0), BD)
-    g.link(shift, 0, bd, "model")
-    ks = g.add("KSampler", (1240, 0), [42, "fixed", 20, 2.5, "euler", "simple", 1.0])
-    for src, name in ((bd, "model"), (pos, "positive"), (neg, "negative"), (latent, "latent_image")):
-        g.link(src, 0, ks, name)
-    _decode_save_image(g, ks, (vae, 0), 1600, "BlockDance_qwen_image")
-    return g
+    return _patch_sample_decode(g, shift, pos, neg, latent, [42, "fixed", 20, 2.5, "euler", "simple", 1.0], (vae, 0),
+                                "BlockDance_qwen_image")
 
 
 def pixart_sigma_t2i():
@@ -453,13 +454,8 @@ def pixart_sigma_t2i():
     latent = g.add("EmptyLatentImage", (440, 340), [1024, 1024, 1])
     pos = _text(g, (clip, 0), (800, 380), "a small cactus with a happy face in the Sahara desert", "Positive Prompt")
     neg = _text(g, (clip, 0), (800, 570), "", "Negative Prompt")
-    bd = g.add("BlockDancePatch", (800, 0), BD)
-    g.link(unet, 0, bd, "model")
-    ks = g.add("KSampler", (1240, 0), [42, "fixed", 20, 4.5, "euler", "simple", 1.0])
-    for src, name in ((bd, "model"), (pos, "positive"), (neg, "negative"), (latent, "latent_image")):
-        g.link(src, 0, ks, name)
-    _decode_save_image(g, ks, (vae, 0), 1600, "BlockDance_pixart")
-    return g
+    return _patch_sample_decode(g, unet, pos, neg, latent, [42, "fixed", 20, 4.5, "euler", "simple", 1.0], (vae, 0),
+                                "BlockDance_pixart")
 
 
 # file name -> (builder, family as the `BlockDance:` log line names it)
