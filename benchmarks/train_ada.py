@@ -14,6 +14,8 @@ import time
 
 import torch
 
+from blockdance_core.quality import QUALITIES
+
 from . import protocol
 from .comfy_env import load_pack
 from .tiny_models import load_via_unet_loader
@@ -51,6 +53,8 @@ def main(argv=None) -> int:
     parser.add_argument("--rollouts", type=int, default=4)
     parser.add_argument("--seeds", type=int, default=4, help="seeds per calibration class")
     parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--quality", default="latent_psnr", choices=list(QUALITIES),
+                        help="the reward's fidelity term (blockdance_core.quality)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-warm-start", action="store_true")
     parser.add_argument("--out", default=None)
@@ -76,12 +80,13 @@ def main(argv=None) -> int:
               flush=True)
 
     net, log = training.train(model, items, meta, args.iterations, args.rollouts, args.lr, args.seed,
-                              not args.no_warm_start, args.state, progress=progress)
+                              not args.no_warm_start, args.state, progress=progress,
+                              quality=pack.blockdance_core.quality.get(args.quality))
     meta = pack.blockdance_core.ada.AdaMeta(**{**meta.__dict__, "training": {
         "sampler": args.sampler, "steps": protocol.STEPS, "cfg": protocol.CFG, "items": len(items),
         "iterations": log.iterations, "rollouts": log.rollouts, "rollouts_per_item": args.rollouts, "lr": args.lr,
         "seed": args.seed, "warm_start": not args.no_warm_start, "seconds": round(log.seconds, 1),
-        "warm_start_seconds": round(log.warm_start_seconds, 1)}})
+        "warm_start_seconds": round(log.warm_start_seconds, 1), "quality": args.quality}})
     out = args.out or policy_path(args.model, args.sampler)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     ada.save(out, net, meta)

@@ -99,21 +99,22 @@ class AdaNet(nn.Module):
 
 
 def latent_features(x: torch.Tensor) -> torch.Tensor:
-    """[B, C, *spatial] -> [B, 2C + 16]: per-channel mean and std, channel mean pooled to 4x4."""
+    """[B, C, *spatial] -> [B, 2C + 16]: per-channel mean and std, channel mean pooled to 4x4; reduced
+    where the latent lives, returned on the CPU, where the (tiny) network runs."""
     x = x.detach().float()
     flat = x.flatten(2)
     image = x.mean(1)
     while image.dim() > 3:        # video: average the frames
         image = image.mean(1)
     pooled = F.adaptive_avg_pool2d(image.unsqueeze(1), 4).flatten(1)
-    return torch.cat([flat.mean(-1), flat.std(-1, unbiased=False), pooled], dim=1)
+    return torch.cat([flat.mean(-1), flat.std(-1, unbiased=False), pooled], dim=1).cpu()
 
 
 def cond_features(context: Optional[torch.Tensor], rows: int, width: int) -> torch.Tensor:
     """Token mean of the conditioning, one row per latent row ([rows, width]); zeros without one."""
     if context is None or context.dim() != 3 or context.shape[-1] != width:
         return torch.zeros(rows, width)
-    c = context.detach().float().mean(1)
+    c = context.detach().float().mean(1).cpu()
     return c if c.shape[0] == rows else c.mean(0, keepdim=True).expand(rows, width)
 
 
@@ -137,6 +138,9 @@ class AdaPolicy(StepPolicy):
     sample: bool = False           # training: Bernoulli masks; test: decoded
     decode: str = "budget"         # "budget": the target's number of reuse steps; "threshold": m > 0.5 computes
     sink: list = field(default_factory=list, compare=False)   # training collects each run here
+    # training: where the masks' randomness comes from. Not the global generator: sampling reseeds it
+    # for the noise (comfy.sample.prepare_noise), which would give every rollout of an item one mask.
+    generator: Optional[torch.Generator] = field(default=None, compare=False)
     name = "ada"
 
     def ranges(self, num_blocks: int):
@@ -156,6 +160,18 @@ class AdaPolicy(StepPolicy):
         if m.family != family or m.num_blocks != num_blocks:
             raise AdaError(f"policy {self.label!r} was trained for {m.family} with {m.num_blocks} blocks; this model "
                            f"is {family} with {num_blocks} blocks. Train one for it with BlockDance Ada Train.")
+
+
+@contextlib.contextmanager
+def own_randomness(generator: Optional[torch.Generator]):
+    """Dropout and the Bernoulli masks draw from `generator` (when given), and the sampler's global
+    random stream is left as it was, so a policy in training never shifts the sampling noise."""
+    if generator is None:
+        yield
+        return
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(torch.randint(0, 2 ** 62, (1,), generator=generator)))
+        yield
 
 
 @contextlib.contextmanager
@@ -211,7 +227,7 @@ class AdaRun(PolicyRun):
         rows = x.shape[0]
         positions = list(self.timeline.positions[self.rho_step:])
         p.net.train(p.sample)   # dropout only while training
-        with autograd() if p.sample else torch.no_grad():
+        with autograd() if p.sample else torch.no_grad(), own_randomness(p.generator if p.sample else None):
             features = (latent_features(x), cond_features(seen.context, rows, m.cond_width),
                         scalars(self.timeline.positions[seen.step], self.timeline.sigmas[seen.step],
                                 self.timeline.num_steps, p.target_speedup, rows))

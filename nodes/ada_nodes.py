@@ -9,6 +9,7 @@ import comfy.utils
 from comfy_api.latest import io, ui
 
 from ..blockdance_core import ada
+from ..blockdance_core import quality as qualities
 from . import paths
 from .ada_training import Item, choose_action, train
 from .calibration import Sampling
@@ -73,19 +74,23 @@ class BlockDanceAdaTrain(io.ComfyNode):
                 io.Int.Input("iterations", default=20, min=1, max=10000),
                 io.Int.Input("rollouts", default=4, min=2, max=64, tooltip="Sampled masks per item and iteration."),
                 io.String.Input("filename_prefix", default="blockdance_ada"),
+                io.Combo.Input("quality", options=list(qualities.QUALITIES), default="latent_psnr", tooltip=(
+                    "The reward's fidelity term: PSNR (capped at 60 dB) or SSIM of the sampled latent against "
+                    "the uncached one from the same noise.")),
             ],
             outputs=[Policy.Output(display_name="policy"), io.String.Output(display_name="report")],
         )
 
     @classmethod
     def execute(cls, model, positive, negative, latent_image, seed, steps, cfg, sampler_name, scheduler, budgets,
-                rho, iterations, rollouts, filename_prefix) -> io.NodeOutput:
+                rho, iterations, rollouts, filename_prefix, quality="latent_psnr") -> io.NodeOutput:
         try:
             targets = tuple(float(b) for b in budgets.replace(";", ",").split(",") if b.strip())
         except ValueError:
             raise ValueError(f"budgets={budgets!r}: give target speedups separated by commas, e.g. '1.5, 2.0'") from None
         if not targets or min(targets) < 1.0:
             raise ValueError(f"budgets={budgets!r}: every target speedup must be >= 1.0")
+        reward_quality = qualities.get(quality)
         samples = latent_image["samples"]
         items = [Item(Sampling(positive, negative, {"samples": samples[i:i + 1]}, seed + i, steps, cfg, sampler_name,
                                scheduler)) for i in range(samples.shape[0])]
@@ -97,10 +102,11 @@ class BlockDanceAdaTrain(io.ComfyNode):
                            int(context.shape[-1]), rho, cut, mode, 2.0, targets)
         progress = comfy.utils.ProgressBar(iterations)
         net, log = train(model, items, meta, iterations, rollouts, seed=seed,
-                         progress=lambda i, n, entry: progress.update_absolute(i, n))
+                         progress=lambda i, n, entry: progress.update_absolute(i, n), quality=reward_quality)
         meta = ada.AdaMeta(**{**meta.__dict__, "training": {
             "sampler": sampler_name, "scheduler": scheduler, "steps": steps, "cfg": cfg, "items": len(items),
-            "iterations": log.iterations, "rollouts": log.rollouts, "seconds": round(log.seconds, 1)}})
+            "iterations": log.iterations, "rollouts": log.rollouts, "seconds": round(log.seconds, 1),
+            "quality": quality}})
         path = paths.save_path(filename_prefix, ".safetensors")
         ada.save(path, net, meta)
         last = log.history[-1] if log.history else {}

@@ -8,7 +8,8 @@
 4. REINFORCE with a baseline: per item, K rollouts sample masks from the policy; reward = compute
    term + lam * quality. The compute term is 1 when the saved share of block executions equals the
    budget's (1 - 1/target) and falls off linearly either way, so the policy reaches the budget and
-   spends the rest on fidelity; quality = min(PSNR of the latent against the reference, 60 dB) / 60.
+   spends the rest on fidelity; quality is pluggable (blockdance_core.quality), by default
+   min(PSNR of the latent against the reference, 60 dB) / 60.
    gradient = mean over rollouts of (reward - the item's mean reward) * grad log pi(mask).
 
 Reproducible (seeded: items, budget draws and Bernoulli masks), resumable from a safetensors train
@@ -26,12 +27,12 @@ import torch
 
 from ..blockdance_core import ada
 from ..blockdance_core.probe import ProbePolicy
+from ..blockdance_core.quality import MAX_PSNR, latent_psnr, psnr_quality
 from ..blockdance_core.search import search
-from .calibration import Sampling, latent_psnr, search_options
+from ..blockdance_core.train_state import adam_tensors, load_adam
+from .calibration import Sampling, search_options
 from .families import detect
 from .patcher import apply_blockdance
-
-MAX_PSNR = 60.0
 
 
 @dataclass
@@ -86,9 +87,10 @@ def _targets(model, item: Item, meta: ada.AdaMeta) -> dict:
     return out
 
 
-def _rollout(model, item: Item, net, meta, budget: float, sample: bool, label: str = "train"):
+def _rollout(model, item: Item, net, meta, budget: float, sample: bool, label: str = "train",
+             masks: Optional[torch.Generator] = None):
     sink: list = []
-    policy = ada.AdaPolicy(net, meta, budget, label, sample=sample, sink=sink)
+    policy = ada.AdaPolicy(net, meta, budget, label, sample=sample, sink=sink, generator=masks)
     from . import telemetry
     with telemetry.recorded_runs() as reports:
         out = item.sampling.run(apply_blockdance(model, policy, "ada"))
@@ -98,7 +100,8 @@ def _rollout(model, item: Item, net, meta, budget: float, sample: bool, label: s
 
 def train(model, items: Sequence[Item], meta: ada.AdaMeta, iterations: int, rollouts: int = 4, lr: float = 3e-3,
           seed: int = 0, warm_start: bool = True, state_path: Optional[str] = None, save_every: int = 10,
-          progress: Optional[Callable[[int, int, dict], None]] = None) -> Tuple[ada.AdaNet, TrainLog]:
+          progress: Optional[Callable[[int, int, dict], None]] = None,
+          quality: Callable[[torch.Tensor, torch.Tensor], float] = psnr_quality) -> Tuple[ada.AdaNet, TrainLog]:
     torch.manual_seed(seed)
     log, start = TrainLog(), 0
     with ada.autograd():   # the network and its optimiser live outside ComfyUI's inference mode
@@ -111,7 +114,8 @@ def train(model, items: Sequence[Item], meta: ada.AdaMeta, iterations: int, roll
         if item.reference is None:
             item.reference = item.sampling.run(model)
         if item.features is None:
-            _, _, run = _rollout(model, item, net, meta, meta.budgets[0], sample=True)
+            _, _, run = _rollout(model, item, net, meta, meta.budgets[0], sample=True,
+                                 masks=torch.Generator().manual_seed(seed))
             item.features = run.features
     if warm_start and start == 0 and not log.warm_start_seconds:
         clock = time.perf_counter()
@@ -119,17 +123,17 @@ def train(model, items: Sequence[Item], meta: ada.AdaMeta, iterations: int, roll
         log.warm_start_seconds = time.perf_counter() - clock
     rng = torch.Generator().manual_seed(seed)
     for it in range(start, iterations):
-        torch.manual_seed(seed * 100_003 + it)   # the Bernoulli masks of this iteration
+        masks = torch.Generator().manual_seed(seed * 100_003 + it)   # this iteration's masks and dropout
         losses, stats = [], []
         for i, item in enumerate(items):
             budget = meta.budgets[int(torch.randint(len(meta.budgets), (1,), generator=rng))]
             rewards, log_probs = [], []
             for _ in range(rollouts):
-                out, record, run = _rollout(model, item, net, meta, budget, sample=True)
+                out, record, run = _rollout(model, item, net, meta, budget, sample=True, masks=masks)
                 psnr = latent_psnr(out, item.reference)
                 saved = 1 - 1 / record.ideal_speedup
                 wanted = 1 - 1 / budget
-                reward = 1 - abs(saved - wanted) / wanted + meta.lam * min(psnr, MAX_PSNR) / MAX_PSNR
+                reward = 1 - abs(saved - wanted) / wanted + meta.lam * quality(out, item.reference)
                 rewards.append(reward)
                 log_probs.append(run.log_prob)
                 stats.append((reward, min(psnr, MAX_PSNR), record.ideal_speedup))
@@ -186,12 +190,7 @@ def _save_state(path: str, net, opt, log: TrainLog) -> None:
     import json
     from safetensors.torch import save_file
     tensors = {f"net.{k}": v.detach().clone().contiguous() for k, v in net.state_dict().items()}
-    for i, p in enumerate(net.parameters()):
-        state = opt.state.get(p)
-        if state:
-            tensors[f"adam.{i}.exp_avg"] = state["exp_avg"].contiguous()
-            tensors[f"adam.{i}.exp_avg_sq"] = state["exp_avg_sq"].contiguous()
-            tensors[f"adam.{i}.step"] = torch.as_tensor(state["step"], dtype=torch.float32).reshape(1)
+    tensors.update(adam_tensors(net.parameters(), opt))
     meta = {"log": json.dumps({"iterations": log.iterations, "rollouts": log.rollouts, "seconds": log.seconds,
                                "warm_start_seconds": log.warm_start_seconds, "history": log.history})}
     save_file(tensors, path + ".tmp", metadata=meta)
@@ -204,10 +203,6 @@ def _load_state(path: str, net, opt) -> Tuple[int, TrainLog]:
     with safe_open(path, framework="pt") as f:
         data = json.loads(f.metadata()["log"])
         net.load_state_dict({k[4:]: f.get_tensor(k) for k in f.keys() if k.startswith("net.")})
-        for i, p in enumerate(net.parameters()):
-            if f"adam.{i}.exp_avg" in f.keys():
-                opt.state[p] = {"exp_avg": f.get_tensor(f"adam.{i}.exp_avg"),
-                                "exp_avg_sq": f.get_tensor(f"adam.{i}.exp_avg_sq"),
-                                "step": f.get_tensor(f"adam.{i}.step").reshape(())}
+        load_adam(f, net.parameters(), opt)
     log = TrainLog(data["iterations"], data["rollouts"], data["seconds"], data["warm_start_seconds"], data["history"])
     return log.iterations, log

@@ -23,6 +23,7 @@ from ..blockdance_core import MODES
 from ..blockdance_core.calibrated import Schedule, SchedulePolicy, ScheduleStep
 from ..blockdance_core.heatmap import render
 from ..blockdance_core.probe import Measurement, ProbePolicy, candidate_cuts
+from ..blockdance_core.quality import latent_psnr
 from ..blockdance_core.search import Plan, search
 from .families import detect
 from .patcher import apply_blockdance
@@ -86,16 +87,6 @@ class Calibration:
 
 def _db(value: float) -> str:
     return "identical" if math.isinf(value) else f"{value:.1f} dB"
-
-
-def latent_psnr(output: torch.Tensor, reference: torch.Tensor) -> float:
-    """Mean over samples of the PSNR of a latent against the reference, peak = the reference's range."""
-    out, ref = output.detach().float().flatten(1), reference.detach().float().flatten(1)
-    mse = ((out - ref) ** 2).mean(1)
-    peak = (ref.max(1).values - ref.min(1).values).clamp_min(1e-12)
-    psnr = 10 * torch.log10(peak ** 2 / mse.clamp_min(1e-30))
-    psnr[mse == 0] = math.inf
-    return float(psnr.mean())
 
 
 def search_options(model, mode: str) -> Tuple[Tuple[int, ...], Tuple[Tuple[int, str], ...]]:

@@ -20,6 +20,8 @@ import time
 
 import torch
 
+from blockdance_core.train_state import adam_tensors, load_adam
+
 from ..comfy_env import load_comfy
 from . import data, models
 from .model import saved_tensor_copies, trainable_rope
@@ -53,12 +55,7 @@ def save_state(path, dm, ema, opt, step, args):
     from safetensors.torch import save_file
     tensors = {f"model.{k}": v.detach().clone().contiguous() for k, v in dm.state_dict().items()}
     tensors.update({f"ema.{k}": v.clone().contiguous() for k, v in ema.items()})
-    for i, p in enumerate(dm.parameters()):
-        state = opt.state.get(p)
-        if state:
-            tensors[f"adam.{i}.exp_avg"] = state["exp_avg"].contiguous()
-            tensors[f"adam.{i}.exp_avg_sq"] = state["exp_avg_sq"].contiguous()
-            tensors[f"adam.{i}.step"] = torch.as_tensor(state["step"], dtype=torch.float32).reshape(1)
+    tensors.update(adam_tensors(dm.parameters(), opt))
     save_file(tensors, path + ".tmp", metadata={"step": str(step), "args": json.dumps(vars(args))})
     os.replace(path + ".tmp", path)
 
@@ -73,11 +70,7 @@ def load_state(path, dm, ema, opt, model_name):
         dm.load_state_dict({k[6:]: f.get_tensor(k) for k in f.keys() if k.startswith("model.")})
         for k in ema:
             ema[k].copy_(f.get_tensor(f"ema.{k}"))
-        for i, p in enumerate(dm.parameters()):
-            if f"adam.{i}.exp_avg" in f.keys():
-                opt.state[p] = {"exp_avg": f.get_tensor(f"adam.{i}.exp_avg"),
-                                "exp_avg_sq": f.get_tensor(f"adam.{i}.exp_avg_sq"),
-                                "step": f.get_tensor(f"adam.{i}.step").reshape(())}
+        load_adam(f, dm.parameters(), opt)
     return step
 
 

@@ -273,7 +273,8 @@ def flux_t2i(schedule=None):
     elif schedule == "ada_train":
         items = g.add("EmptySD3LatentImage", (1240, 0), [1024, 1024, 4], title="Training items (one per row)")
         train = g.add("BlockDanceAdaTrain", (1240, 150),
-                      [42, "fixed", 20, 1.0, "euler", "simple", "1.5, 2.0, 2.5", 0.0, 10, 4, "flux1-dev_ada"])
+                      [42, "fixed", 20, 1.0, "euler", "simple", "1.5, 2.0, 2.5", 0.0, 10, 4, "flux1-dev_ada",
+                       "latent_psnr"])
         for src, name in ((unet, "model"), (guide, "positive"), (neg, "negative"), (items, "latent_image")):
             g.link(src, 0, train, name)
         g.link(train, 0, bd, "policy")

@@ -100,6 +100,80 @@ def test_trains_inside_inference_mode_as_the_server_runs_nodes(pack, wan, tmp_pa
     assert record.extra["mask"] and record.steps_reused
 
 
+def test_training_resumes_exactly_from_its_train_state(pack, wan, tmp_path):
+    """Stopped after 2 iterations and resumed to 3 (network and Adam moments from the safetensors
+    train state, per-iteration seeds), training ends where 3 iterations in one go end."""
+    training = sys.modules[f"{pack.__name__}.nodes.ada_training"]
+    calibration = sys.modules[f"{pack.__name__}.nodes.calibration"]
+    ada = sys.modules[f"{pack.__name__}.blockdance_core.ada"]
+
+    def items():
+        rows = wan.latent["samples"]
+        return [training.Item(calibration.Sampling(wan.positive, wan.negative, {"samples": rows[i:i + 1]}, 5 + i, 6,
+                                                   2.0, "euler", "simple")) for i in range(rows.shape[0])]
+
+    # a budget between two reachable speeds, so that masks above and below it earn different rewards;
+    # no warm start: the untrained policy's masks vary, so the rewards and the gradients do
+    meta = ada.AdaMeta("wan", 6, int(wan.latent["samples"].shape[1]), int(wan.positive[0][0].shape[-1]), 0.0, 6,
+                       "delta", 2.0, (1.8,))
+    straight, _ = training.train(wan.patcher, items(), meta, 3, rollouts=2, seed=3, warm_start=False)
+    state = str(tmp_path / "state.safetensors")
+    first, _ = training.train(wan.patcher, items(), meta, 2, rollouts=2, seed=3, warm_start=False, state_path=state)
+    resumed, log = training.train(wan.patcher, items(), meta, 3, rollouts=2, seed=3, warm_start=False,
+                                  state_path=state)
+    assert log.iterations == 3 and len(log.history) == 3 and log.rollouts == 3 * 2 * len(items())
+    moved = [n for n, v in first.state_dict().items() if not torch.equal(v, resumed.state_dict()[n])]
+    assert moved, "the resumed iteration did not train"
+    for name, value in straight.state_dict().items():
+        assert torch.allclose(value, resumed.state_dict()[name], atol=1e-6), name
+
+
+def test_rollouts_of_one_item_sample_different_masks_without_moving_the_sampling_noise(pack, wan):
+    """Sampling reseeds torch's global generator from the item's seed, so masks drawn from it would be
+    the same in every rollout (no advantage, no gradient); the policy draws from its own generator and
+    leaves the global stream as it found it."""
+    training = sys.modules[f"{pack.__name__}.nodes.ada_training"]
+    calibration = sys.modules[f"{pack.__name__}.nodes.calibration"]
+    ada = sys.modules[f"{pack.__name__}.blockdance_core.ada"]
+    rows = wan.latent["samples"]
+    item = training.Item(calibration.Sampling(wan.positive, wan.negative, {"samples": rows[:1]}, 5, 8, 2.0, "euler",
+                                              "simple"))
+    meta = ada.AdaMeta("wan", 6, int(rows.shape[1]), int(wan.positive[0][0].shape[-1]), 0.0, 6, "delta", 2.0, (2.0,))
+    torch.manual_seed(0)
+    net = ada.AdaNet(meta.latent_channels, meta.cond_width, meta.hidden)   # untrained: p near 0.5
+    masks = torch.Generator().manual_seed(1)
+    drawn = {tuple(training._rollout(wan.patcher, item, net, meta, 2.0, sample=True, masks=masks)[2].computes)
+             for _ in range(6)}
+    assert len(drawn) > 1, drawn
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    run = ada.AdaPolicy(net, meta, 2.0, sample=True, generator=masks)
+    with ada.own_randomness(run.generator):
+        torch.rand(5)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_the_reward_takes_a_pluggable_quality(pack, wan):
+    """reward = compute term (at most 1) + lambda * quality(output, uncached reference)."""
+    training = sys.modules[f"{pack.__name__}.nodes.ada_training"]
+    calibration = sys.modules[f"{pack.__name__}.nodes.calibration"]
+    ada = sys.modules[f"{pack.__name__}.blockdance_core.ada"]
+    seen = []
+
+    def quality(output, reference):
+        seen.append((output.shape, reference.shape))
+        return 0.25
+
+    rows = wan.latent["samples"]
+    items = [training.Item(calibration.Sampling(wan.positive, wan.negative, {"samples": rows[:1]}, 5, 6, 2.0, "euler",
+                                                "simple"))]
+    meta = ada.AdaMeta("wan", 6, int(rows.shape[1]), int(wan.positive[0][0].shape[-1]), 0.0, 6, "delta", 2.0, (2.0,))
+    _, log = training.train(wan.patcher, items, meta, 2, rollouts=2, seed=3, warm_start=False, quality=quality)
+    assert len(seen) == 4 and all(a == b == rows[:1].shape for a, b in seen)
+    assert all(h["reward"] <= 1 + 2.0 * 0.25 + 1e-9 for h in log.history)
+
+
 def test_bad_budgets_are_a_clear_error(pack, wan):
     with pytest.raises(ValueError, match="budgets='fast'"):
         node(pack, "BlockDanceAdaTrain").execute(
