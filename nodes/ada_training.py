@@ -121,7 +121,9 @@ def train(model, items: Sequence[Item], meta: ada.AdaMeta, iterations: int, roll
         clock = time.perf_counter()
         _imitate(model, net, items, meta)
         log.warm_start_seconds = time.perf_counter() - clock
-    rng = torch.Generator().manual_seed(seed)
+    rng = torch.Generator().manual_seed(seed)   # the budget each item trains for, one draw per item and iteration
+    for _ in range(start * len(items)):           # a resumed run continues the draws where it stopped
+        torch.randint(len(meta.budgets), (1,), generator=rng)
     for it in range(start, iterations):
         masks = torch.Generator().manual_seed(seed * 100_003 + it)   # this iteration's masks and dropout
         losses, stats = [], []

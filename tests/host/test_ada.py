@@ -112,14 +112,16 @@ def test_training_resumes_exactly_from_its_train_state(pack, wan, tmp_path):
         return [training.Item(calibration.Sampling(wan.positive, wan.negative, {"samples": rows[i:i + 1]}, 5 + i, 6,
                                                    2.0, "euler", "simple")) for i in range(rows.shape[0])]
 
-    # a budget between two reachable speeds, so that masks above and below it earn different rewards;
-    # no warm start: the untrained policy's masks vary, so the rewards and the gradients do
+    # budgets between reachable speeds, so that masks above and below one earn different rewards (and
+    # two of them, so the budget draws must resume too: with seed 4 iteration 3 draws other budgets
+    # than iteration 1); no warm start: the untrained policy's masks vary, so the rewards and the
+    # gradients do
     meta = ada.AdaMeta("wan", 6, int(wan.latent["samples"].shape[1]), int(wan.positive[0][0].shape[-1]), 0.0, 6,
-                       "delta", 2.0, (1.8,))
-    straight, _ = training.train(wan.patcher, items(), meta, 3, rollouts=2, seed=3, warm_start=False)
+                       "delta", 2.0, (1.8, 2.6))
+    straight, _ = training.train(wan.patcher, items(), meta, 3, rollouts=2, seed=4, warm_start=False)
     state = str(tmp_path / "state.safetensors")
-    first, _ = training.train(wan.patcher, items(), meta, 2, rollouts=2, seed=3, warm_start=False, state_path=state)
-    resumed, log = training.train(wan.patcher, items(), meta, 3, rollouts=2, seed=3, warm_start=False,
+    first, _ = training.train(wan.patcher, items(), meta, 2, rollouts=2, seed=4, warm_start=False, state_path=state)
+    resumed, log = training.train(wan.patcher, items(), meta, 3, rollouts=2, seed=4, warm_start=False,
                                   state_path=state)
     assert log.iterations == 3 and len(log.history) == 3 and log.rollouts == 3 * 2 * len(items())
     moved = [n for n, v in first.state_dict().items() if not torch.equal(v, resumed.state_dict()[n])]
