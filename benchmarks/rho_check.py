@@ -46,11 +46,8 @@ def main(argv=None) -> int:
                     except core.search.BudgetUnreachable:
                         cells.append(f"rho {rho}: unreachable")
                         continue
-                    steps = tuple(core.calibrated.ScheduleStep(measurement.timeline.positions[k],
-                                                               measurement.timeline.sigmas[k], kind, cut, mode)
-                                  for k, (kind, cut, mode) in enumerate(plan.steps()))
-                    schedule = core.calibrated.Schedule(f"rho{rho}", family, ref.num_blocks, 0, steps, target,
-                                                        plan.ideal_speedup, plan.predicted_error)
+                    schedule = core.calibrated.Schedule.from_plan(f"rho{rho}", family, measurement.width,
+                                                                  measurement.timeline, plan)
                     out = sample(pack.nodes.patcher.apply_blockdance(model, core.calibrated.SchedulePolicy(schedule), "s"))
                     cells.append(f"rho {rho}: {float(psnr_per_image(out, base).mean()):.1f} dB")
                 print(f"{name:<16}{sampler:<16}{target:>4}x  " + " | ".join(cells), flush=True)

@@ -64,6 +64,16 @@ class Schedule:
         if self.steps[0].kind == "reuse":
             raise ScheduleError(f"schedule {self.name!r}: the first step cannot reuse (nothing is cached yet)")
 
+    @classmethod
+    def from_plan(cls, name: str, family: str, width: int, timeline: Timeline, plan,
+                  calibration: Optional[dict] = None) -> "Schedule":
+        """The schedule a searched plan (blockdance_core.search.Plan) describes, its steps placed at
+        the positions of the measured run's timeline."""
+        steps = tuple(ScheduleStep(round(timeline.positions[k], 6), round(timeline.sigmas[k], 6), kind, cut, mode)
+                      for k, (kind, cut, mode) in enumerate(plan.steps()))
+        return cls(name, family, plan.num_blocks, width, steps, plan.target_speedup, round(plan.ideal_speedup, 4),
+                   round(plan.predicted_error, 6), dict(calibration or {}))
+
     @property
     def modes(self) -> Tuple[str, ...]:
         return tuple(sorted({s.mode for s in self.steps if s.kind != "full"}))

@@ -20,7 +20,7 @@ from typing import Callable, Optional, Sequence, Tuple
 import torch
 
 from ..blockdance_core import MODES
-from ..blockdance_core.calibrated import Schedule, SchedulePolicy, ScheduleStep
+from ..blockdance_core.calibrated import Schedule, SchedulePolicy
 from ..blockdance_core.heatmap import render
 from ..blockdance_core.probe import Measurement, ProbePolicy, candidate_cuts
 from ..blockdance_core.quality import latent_psnr
@@ -129,12 +129,7 @@ def calibrate(model, sampling: Sampling, target_speedup: float, mode: str = "aut
 
 def _schedule(name: str, family: str, measurement: Measurement, plan: Plan, sampling: Sampling,
               mode: str) -> Schedule:
-    timeline = measurement.timeline
-    steps = tuple(ScheduleStep(round(timeline.positions[k], 6), round(timeline.sigmas[k], 6), kind, cut, m)
-                  for k, (kind, cut, m) in enumerate(plan.steps()))
     rows = int(sampling.latent["samples"].shape[0])
-    return Schedule(name, family, measurement.num_blocks, measurement.width, steps, plan.target_speedup,
-                    round(plan.ideal_speedup, 4), round(plan.predicted_error, 6), {
-                        "steps": sampling.steps, "sampler": sampling.sampler_name, "scheduler": sampling.scheduler,
-                        "cfg": sampling.cfg, "seed": sampling.seed, "batch": rows, "mode": mode,
-                        "cuts": list(measurement.cuts)})
+    return Schedule.from_plan(name, family, measurement.width, measurement.timeline, plan, {
+        "steps": sampling.steps, "sampler": sampling.sampler_name, "scheduler": sampling.scheduler,
+        "cfg": sampling.cfg, "seed": sampling.seed, "batch": rows, "mode": mode, "cuts": list(measurement.cuts)})
