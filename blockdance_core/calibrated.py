@@ -9,22 +9,29 @@ JSON only and are validated field by field, with the file named in every error.
 """
 from __future__ import annotations
 
+import bisect
 import json
 import math
 import os
 from dataclasses import asdict, dataclass, field
 from typing import List, Optional, Tuple
 
+from . import untrusted
 from .actions import FULL, MODES, StepAction, cache_step, reuse_step
 from .policy import PlannedRun, PolicyRun, StepPolicy
 from .timeline import Timeline
+from .tree import tree_leaves
 
 FORMAT = "blockdance-schedule"
 VERSION = 1
 KINDS = ("full", "cache", "reuse")
+MAX_STEPS = 10000            # BlockDance Calibrate's (and KSampler's) largest step count
+MAX_BLOCKS = 10000
+MAX_BYTES = 4 * 2**20        # a 10,000-step schedule takes about 1 MB
+MAX_SIGMA = 1e6
 
 
-class ScheduleError(ValueError):
+class ScheduleError(untrusted.FieldError):
     """A schedule file or object that cannot be used; the message names it and says why."""
 
 
@@ -52,6 +59,9 @@ class Schedule:
     def __post_init__(self):
         if not self.steps:
             raise ScheduleError(f"schedule {self.name!r} has no steps")
+        if not 1 <= self.num_blocks <= MAX_BLOCKS or len(self.steps) > MAX_STEPS:
+            raise ScheduleError(f"schedule {self.name!r}: {self.num_blocks} blocks and {len(self.steps)} steps; "
+                                f"a schedule has 1 to {MAX_BLOCKS} blocks and at most {MAX_STEPS} steps")
         for k, s in enumerate(self.steps):
             where = f"schedule {self.name!r} step {k}"
             if s.kind not in KINDS:
@@ -61,6 +71,9 @@ class Schedule:
                                     f"got mode={s.mode!r} cut={s.cut!r}")
             if not 0.0 <= s.position <= 1.0:
                 raise ScheduleError(f"{where}: position {s.position!r} is outside [0, 1]")
+            if k and s.position < self.steps[k - 1].position:
+                raise ScheduleError(f"{where}: position {s.position!r} comes before step {k - 1}'s "
+                                    f"{self.steps[k - 1].position!r}; steps are in timeline order")
         if self.steps[0].kind == "reuse":
             raise ScheduleError(f"schedule {self.name!r}: the first step cannot reuse (nothing is cached yet)")
 
@@ -116,24 +129,30 @@ class Schedule:
 
     @classmethod
     def from_json(cls, data, source: str = "schedule") -> "Schedule":
-        def fail(why: str) -> ScheduleError:
-            return ScheduleError(f"{source}: {why}")
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise fail(f"not a BlockDance schedule (expected a JSON object with \"format\": \"{FORMAT}\")")
-        if data.get("version") != VERSION:
-            raise fail(f"schedule format version {data.get('version')!r}; this pack reads version {VERSION}")
+        """A schedule from parsed JSON, every field checked for type and range first."""
+        u = untrusted
         try:
-            model = data["model"]
-            steps = tuple(ScheduleStep(float(s["position"]), float(s["sigma"]), str(s["kind"]), int(s.get("cut", 0)),
-                                       str(s.get("mode", ""))) for s in data["steps"])
-            return cls(str(data.get("name", os.path.basename(source))), str(model["family"]), int(model["num_blocks"]),
-                       int(model.get("width", 0)), steps, float(data["target_speedup"]),
-                       float(data["predicted_speedup"]), float(data.get("predicted_error", math.nan)),
-                       dict(data.get("calibration", {})))
-        except ScheduleError as err:
-            raise fail(str(err)) from None
-        except (KeyError, TypeError, ValueError) as err:
-            raise fail(f"malformed schedule ({type(err).__name__}: {err})") from None
+            u.mapping(data, source)
+            if data.get("format") != FORMAT:
+                raise ScheduleError(f"not a BlockDance schedule (expected a JSON object with \"format\": \"{FORMAT}\")")
+            if data.get("version") != VERSION:
+                raise ScheduleError(f"schedule format version {u.show(data.get('version'))}; "
+                                    f"this pack reads version {VERSION}")
+            model = u.mapping(data.get("model"), "model")
+            num_blocks = u.integer(model.get("num_blocks"), "model.num_blocks", 1, MAX_BLOCKS)
+            raw_steps = u.sequence(data.get("steps"), "steps", 1, MAX_STEPS)
+            steps = tuple(_step_from_json(s, f"steps[{k}]", num_blocks) for k, s in enumerate(raw_steps))
+            predicted_error = data.get("predicted_error")
+            return cls(
+                u.text(data.get("name", os.path.basename(source)), "name"),
+                u.text(model.get("family"), "model.family", 64), num_blocks,
+                u.integer(model.get("width", 0), "model.width", 0, 2**20), steps,
+                u.number(data.get("target_speedup"), "target_speedup", 1.0, 1000.0),
+                u.number(data.get("predicted_speedup"), "predicted_speedup", 1.0, 1000.0),
+                math.nan if predicted_error is None else u.number(predicted_error, "predicted_error", 0.0, 1e9),
+                u.flat_record(data.get("calibration", {}), "calibration"))
+        except untrusted.FieldError as err:
+            raise ScheduleError(f"{source}: {err}") from None
 
     def save(self, path: str) -> None:
         with open(path, "w") as f:
@@ -141,14 +160,22 @@ class Schedule:
 
     @classmethod
     def load(cls, path: str) -> "Schedule":
+        """Only JSON, of bounded size, numbers and nesting; every error names the file."""
         try:
-            with open(path) as f:
-                data = json.load(f)
-        except json.JSONDecodeError as err:
-            raise ScheduleError(f"{path}: not valid JSON ({err})") from None
-        except OSError as err:
-            raise ScheduleError(f"{path}: cannot be read ({err.strerror})") from None
+            data = untrusted.read_json(path, MAX_BYTES, "schedule")
+        except untrusted.FieldError as err:
+            raise ScheduleError(str(err)) from None
         return cls.from_json(data, path)
+
+
+def _step_from_json(data, where: str, num_blocks: int) -> ScheduleStep:
+    u = untrusted
+    u.mapping(data, where)
+    kind = u.text(data.get("kind"), f"{where}.kind", 16, KINDS)
+    mode = u.text(data.get("mode", ""), f"{where}.mode", 16, ("", *MODES) if kind == "full" else MODES)
+    cut = u.integer(data.get("cut", 0), f"{where}.cut", 0 if kind == "full" else 1, num_blocks)
+    return ScheduleStep(u.number(data.get("position"), f"{where}.position", 0.0, 1.0),
+                        u.number(data.get("sigma"), f"{where}.sigma", 0.0, MAX_SIGMA), kind, cut, mode)
 
 
 @dataclass(frozen=True)
@@ -162,13 +189,33 @@ class SchedulePolicy(StepPolicy):
         return tuple((range(c), m) for c, m in sorted(found)) or ((range(1), "blockdance"),)
 
     def start(self, timeline: Timeline, num_blocks: int) -> PolicyRun:
-        return PlannedRun(place(self.schedule, timeline))
+        return ScheduleRun(place(self.schedule, timeline), self.schedule)
 
     def describe(self, num_blocks: int) -> dict:
         return {"schedule": self.schedule.name}
 
     def check_model(self, family: str, num_blocks: int) -> None:
         self.schedule.check_model(family, num_blocks, None)
+
+
+class ScheduleRun(PlannedRun):
+    """A placed schedule that checks, at the first forward, that the blocks are as wide as the ones it
+    was measured on (the width is known only once a block input exists)."""
+
+    def __init__(self, plan: List[StepAction], schedule: Schedule):
+        super().__init__(plan)
+        self.schedule = schedule
+        self.checked = False
+
+    def decide(self, seen) -> StepAction:
+        if not self.checked and seen.block_input is not None:
+            width = int(tree_leaves(seen.block_input)[0].shape[-1])
+            if self.schedule.width and width != self.schedule.width:
+                raise ScheduleError(f"schedule {self.schedule.name!r} was measured on blocks {self.schedule.width} "
+                                    f"wide; this model's are {width} wide (another size of "
+                                    f"{self.schedule.family}). Calibrate a schedule for this model.")
+            self.checked = True
+        return super().decide(seen)
 
 
 def place(schedule: Schedule, timeline: Timeline) -> List[StepAction]:
@@ -195,7 +242,8 @@ def place(schedule: Schedule, timeline: Timeline) -> List[StepAction]:
 
 
 def _index_at(positions: List[float], p: float) -> int:
-    return max([j for j, q in enumerate(positions) if q <= p + 1e-9] or [0])
+    """The last calibrated step at or before position p (positions are sorted); the first if none."""
+    return max(0, bisect.bisect_right(positions, p + 1e-9) - 1)
 
 
 def _next_reuse(schedule: Schedule, positions: List[float], timeline: Timeline, k: int) -> Optional[Tuple[int, str]]:

@@ -158,11 +158,11 @@ def test_schedule_json_round_trip_and_bad_files(tmp_path):
     data = schedule.to_json()
     data["steps"][2]["kind"] = "skip"
     bad.write_text(json.dumps(data))
-    with pytest.raises(ScheduleError, match=r"bad.json: schedule 'toy' step 2: kind 'skip'"):
+    with pytest.raises(ScheduleError, match=r"bad.json: steps\[2\].kind is 'skip'; allowed: 'full', 'cache', 'reuse'"):
         Schedule.load(str(bad))
     del data["model"]
     bad.write_text(json.dumps(data))
-    with pytest.raises(ScheduleError, match="malformed schedule"):
+    with pytest.raises(ScheduleError, match="bad.json: model is None; it must be a JSON object"):
         Schedule.load(str(bad))
 
 

@@ -76,7 +76,7 @@ def test_saved_schedule_loads_by_name_and_bad_files_name_themselves(pack, wan, t
     assert loaded == schedule and loaded.name == "wan8"
     (tmp_path / "broken.json").write_text('{"format": "blockdance-schedule", "version": 1, "steps": []}')
     errors = __import__("sys").modules[f"{pack.__name__}.blockdance_core.calibrated"]
-    with pytest.raises(errors.ScheduleError, match=f"{tmp_path / 'broken.json'}: malformed schedule"):
+    with pytest.raises(errors.ScheduleError, match=f"{tmp_path / 'broken.json'}: model is None; it must be a JSON object"):
         loader.execute("broken.json")
     with pytest.raises(FileNotFoundError, match="'missing.json' is not in the blockdance model folder"):
         loader.execute("missing.json")
