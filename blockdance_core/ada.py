@@ -30,15 +30,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .actions import FULL, StepAction, cache_step, reuse_step
+from . import untrusted
+from .actions import FULL, MODES, StepAction, cache_step, reuse_step
 from .policy import Observation, PolicyRun, StepPolicy
 from .timeline import Timeline
 
 BINS = 32
 FORMAT = "blockdance-ada"
+MAX_HIDDEN = 4096            # the shipped policies use 64
+MAX_CHANNELS = 1024
+MAX_COND_WIDTH = 65536
+MAX_BLOCKS = 10000
+MAX_META_CHARS = 2**20
 
 
-class AdaError(ValueError):
+class AdaError(untrusted.FieldError):
     """A policy checkpoint that cannot be used here; the message names both sides."""
 
 
@@ -63,14 +69,41 @@ class AdaMeta:
 
     @classmethod
     def from_metadata(cls, metadata: Optional[dict], source: str) -> "AdaMeta":
+        """The metadata checked field by field before anything is built from it."""
         if not metadata or metadata.get("format") != FORMAT or "meta" not in metadata:
             raise AdaError(f"{source}: not a BlockDance-Ada policy (no '{FORMAT}' metadata)")
+        u = untrusted
         try:
-            data = json.loads(metadata["meta"])
-            data["budgets"] = tuple(float(b) for b in data["budgets"])
-            return cls(**data)
-        except (ValueError, TypeError, KeyError) as err:
-            raise AdaError(f"{source}: malformed policy metadata ({err})") from None
+            if len(metadata["meta"]) > MAX_META_CHARS:
+                raise u.FieldError(f"metadata of {len(metadata['meta'])} characters; at most {MAX_META_CHARS}")
+            data = u.mapping(u.parse_json(metadata["meta"], "metadata"), "metadata")
+            num_blocks = u.integer(data.get("num_blocks"), "num_blocks", 1, MAX_BLOCKS)
+            budgets = u.sequence(data.get("budgets"), "budgets", 1, 64)
+            unknown = set(data) - {f for f in cls.__dataclass_fields__}
+            if unknown:
+                raise u.FieldError(f"unknown fields {sorted(unknown)}")
+            return cls(
+                family=u.text(data.get("family"), "family", 64), num_blocks=num_blocks,
+                latent_channels=u.integer(data.get("latent_channels"), "latent_channels", 1, MAX_CHANNELS),
+                cond_width=u.integer(data.get("cond_width"), "cond_width", 1, MAX_COND_WIDTH),
+                rho=u.number(data.get("rho"), "rho", 0.0, 1.0, high_open=True),
+                cut=u.integer(data.get("cut"), "cut", 1, num_blocks),
+                mode=u.text(data.get("mode"), "mode", 16, MODES),
+                lam=u.number(data.get("lam"), "lam", 0.0, 1e6),
+                budgets=tuple(u.number(b, f"budgets[{i}]", 1.0, 100.0) for i, b in enumerate(budgets)),
+                hidden=u.integer(data.get("hidden", 64), "hidden", 1, MAX_HIDDEN),
+                training=u.flat_record(data.get("training", {}), "training"))
+        except u.FieldError as err:
+            raise AdaError(f"{source}: policy metadata: {err}") from None
+
+    def weight_shapes(self) -> dict:
+        """The shape of every tensor the network this metadata describes holds (nothing allocated)."""
+        h, width = self.hidden, 2 * self.latent_channels + 16 + 16
+        return {"projection": (self.cond_width, 16),
+                "plan.0.weight": (h, 4), "plan.0.bias": (h,), "plan.2.weight": (BINS, h), "plan.2.bias": (BINS,),
+                "correction.0.weight": (width,), "correction.0.bias": (width,),
+                "correction.2.weight": (h, width), "correction.2.bias": (h,),
+                "correction.4.weight": (BINS, h), "correction.4.bias": (BINS,)}
 
 
 class AdaNet(nn.Module):
@@ -110,10 +143,15 @@ def latent_features(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([flat.mean(-1), flat.std(-1, unbiased=False), pooled], dim=1).cpu()
 
 
-def cond_features(context: Optional[torch.Tensor], rows: int, width: int) -> torch.Tensor:
-    """Token mean of the conditioning, one row per latent row ([rows, width]); zeros without one."""
-    if context is None or context.dim() != 3 or context.shape[-1] != width:
+def cond_features(context: Optional[torch.Tensor], rows: int, width: int, label: str = "ada") -> torch.Tensor:
+    """Token mean of the conditioning, one row per latent row ([rows, width]); zeros when the forward
+    carries no conditioning tensor. A conditioning of another width is refused, never zeroed."""
+    if context is None or context.dim() != 3:
         return torch.zeros(rows, width)
+    if context.shape[-1] != width:
+        raise AdaError(f"policy {label!r} reads conditioning {width} wide; this model's conditioning is "
+                       f"{context.shape[-1]} wide (another text encoder or model). Train a policy for this model "
+                       "with BlockDance Ada Train.")
     c = context.detach().float().mean(1).cpu()
     return c if c.shape[0] == rows else c.mean(0, keepdim=True).expand(rows, width)
 
@@ -121,6 +159,12 @@ def cond_features(context: Optional[torch.Tensor], rows: int, width: int) -> tor
 def scalars(position: float, sigma: float, steps: int, target: float, rows: int) -> torch.Tensor:
     values = [position, math.log1p(max(sigma, 0.0)), math.log(max(steps, 1)) / math.log(100), (target - 1) / 3]
     return torch.tensor(values, dtype=torch.float32).expand(rows, 4)
+
+
+def rho_step(positions, rho: float) -> int:
+    """The step where a policy deciding at `rho` plans: the first at or after rho on the timeline,
+    never step 0 (nothing is cached yet); len(positions) when no step is left."""
+    return next((k for k, p in enumerate(positions) if p >= rho - 1e-9 and k >= 1), len(positions))
 
 
 def read_bins(bins: torch.Tensor, positions: List[float]) -> torch.Tensor:
@@ -189,15 +233,17 @@ class AdaRun(PolicyRun):
         self.timeline = timeline
         m = policy.meta
         self.blocks = range(m.cut)
-        # the plan is made at the first step at or after rho, never at step 0 (nothing is cached yet)
-        later = [k for k, p in enumerate(timeline.positions) if p >= m.rho - 1e-9 and k >= 1]
-        self.rho_step = later[0] if later else timeline.num_steps
+        self.rho_step = rho_step(timeline.positions, m.rho)
         self.computes: Optional[List[bool]] = None   # per step from rho on
         self.log_prob: Optional[torch.Tensor] = None  # training: log pi(mask), with grad
         self.source: Optional[int] = None
 
     def decide(self, seen: Observation) -> StepAction:
         k, m = seen.step, self.policy.meta
+        if k == 0 and self.rho_step >= self.timeline.num_steps and seen.record is not None:
+            seen.record.note(f"policy {self.policy.label!r} decides at rho={m.rho:g}, after the last step of this "
+                             f"{self.timeline.num_steps}-step run: nothing was reused (use more steps or a policy "
+                             "with an earlier rho)")
         if k < self.rho_step:
             self.source = k
             return cache_step(self.blocks, m.mode) if k == self.rho_step - 1 else FULL
@@ -228,7 +274,7 @@ class AdaRun(PolicyRun):
         positions = list(self.timeline.positions[self.rho_step:])
         p.net.train(p.sample)   # dropout only while training
         with autograd() if p.sample else torch.no_grad(), own_randomness(p.generator if p.sample else None):
-            features = (latent_features(x), cond_features(seen.context, rows, m.cond_width),
+            features = (latent_features(x), cond_features(seen.context, rows, m.cond_width, p.label),
                         scalars(self.timeline.positions[seen.step], self.timeline.sigmas[seen.step],
                                 self.timeline.num_steps, p.target_speedup, rows))
             self.features = tuple(f.detach() for f in features)   # what the network saw (training reuses it)
@@ -266,11 +312,13 @@ def save(path: str, net: AdaNet, meta: AdaMeta) -> None:
 
 
 def load(path: str) -> Tuple[AdaNet, AdaMeta]:
-    """Only safetensors: the metadata says what the network fits, then the weights are loaded."""
+    """Only safetensors. The metadata is checked, then every tensor's name, shape and dtype against
+    what the metadata describes, all before a tensor is read or the network is built."""
     from safetensors import safe_open
     try:
         with safe_open(path, framework="pt") as f:
             meta = AdaMeta.from_metadata(f.metadata(), path)
+            _check_weights(f, meta.weight_shapes(), path)
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except AdaError:
         raise
@@ -282,3 +330,17 @@ def load(path: str) -> Tuple[AdaNet, AdaMeta]:
     except RuntimeError as err:
         raise AdaError(f"{path}: weights do not fit the network its metadata describes ({err})") from None
     return net.eval(), meta
+
+
+def _check_weights(f, expected: dict, path: str) -> None:
+    names = set(f.keys())
+    if names != set(expected):
+        missing, extra = sorted(set(expected) - names), sorted(names - set(expected))
+        raise AdaError(f"{path}: tensors do not match the policy network its metadata describes "
+                       f"(missing {missing[:5]}, unexpected {extra[:5]})")
+    for name, shape in expected.items():
+        tensor = f.get_slice(name)
+        found = tuple(tensor.get_shape())
+        if found != shape or tensor.get_dtype() not in ("F16", "BF16", "F32", "F64"):
+            raise AdaError(f"{path}: tensor {name!r} is {tensor.get_dtype()} {list(found)}; the metadata "
+                           f"(hidden, latent_channels, cond_width) needs a float tensor of shape {list(shape)}")
