@@ -55,8 +55,13 @@ class BlockDanceCalibrate(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, filename_prefix=None) -> bool | str:   # no **kwargs: core keeps its range checks
+        return paths.prefix_problem(filename_prefix, ".json") or True
+
+    @classmethod
     def execute(cls, model, positive, negative, latent_image, seed, steps, cfg, sampler_name, scheduler, mode,
                 target_speedup, filename_prefix="") -> io.NodeOutput:
+        paths.check_prefix(filename_prefix, ".json")   # before the measuring run, not after it
         sampling = Sampling(positive, negative, latent_image, seed, steps, cfg, sampler_name, scheduler)
         progress = comfy.utils.ProgressBar(3 * steps)
         name = os.path.basename(filename_prefix) if filename_prefix else f"calibrated-{target_speedup:g}x"
