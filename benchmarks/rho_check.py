@@ -40,7 +40,7 @@ def main(argv=None) -> int:
             for target in (1.5, 2.0, 3.0):
                 cells = []
                 for rho in RHOS:
-                    earliest = next(k for k, p in enumerate(measurement.timeline.positions) if p >= rho - 1e-9 and k >= 1)
+                    earliest = core.ada.rho_step(measurement.timeline.positions, rho)
                     try:
                         plan = core.search.search(measurement, target, options, earliest=earliest)
                     except core.search.BudgetUnreachable:

@@ -11,9 +11,10 @@ from comfy_api.latest import io, ui
 from ..blockdance_core import ada
 from ..blockdance_core import quality as qualities
 from . import paths
-from .ada_training import Item, choose_action, train
+from .ada_training import SEED_SPACE, Item, check_rho, choose_action, train
 from .calibration import Sampling
 from .families import detect
+from .timeline import timeline_of
 from .types import Policy
 
 
@@ -82,8 +83,14 @@ class BlockDanceAdaTrain(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, filename_prefix=None) -> bool | str:   # no **kwargs: core keeps its range checks
+        return paths.prefix_problem(filename_prefix, ".safetensors", required=True) or True
+
+    @classmethod
     def execute(cls, model, positive, negative, latent_image, seed, steps, cfg, sampler_name, scheduler, budgets,
                 rho, iterations, rollouts, filename_prefix, quality="latent_psnr") -> io.NodeOutput:
+        paths.check_prefix(filename_prefix, ".safetensors", required=True)   # before any work, not after it
+        _check_rho(model, rho, steps, sampler_name, scheduler)
         try:
             targets = tuple(float(b) for b in budgets.replace(";", ",").split(",") if b.strip())
         except ValueError:
@@ -92,7 +99,7 @@ class BlockDanceAdaTrain(io.ComfyNode):
             raise ValueError(f"budgets={budgets!r}: every target speedup must be >= 1.0")
         reward_quality = qualities.get(quality)
         samples = latent_image["samples"]
-        items = [Item(Sampling(positive, negative, {"samples": samples[i:i + 1]}, seed + i, steps, cfg, sampler_name,
+        items = [Item(Sampling(positive, negative, {"samples": samples[i:i + 1]}, (seed + i) % SEED_SPACE, steps, cfg, sampler_name,
                                scheduler)) for i in range(samples.shape[0])]
         cut, mode = choose_action(model, items, targets)
         diffusion_model = model.get_model_object("diffusion_model")
@@ -115,3 +122,12 @@ class BlockDanceAdaTrain(io.ComfyNode):
                   f"ideal {last.get('speedup', 1):.2f}x; saved {path}")
         name = os.path.splitext(os.path.basename(path))[0]
         return io.NodeOutput(LoadedPolicy(net, meta, name), report, ui=ui.PreviewText(report))
+
+
+def _check_rho(model, rho: float, steps: int, sampler_name: str, scheduler: str) -> None:
+    """Where the sampler's steps fall on the timeline, known before anything runs."""
+    import comfy.samplers
+    sigmas = comfy.samplers.KSampler(model, steps=steps, device="cpu", sampler=sampler_name, scheduler=scheduler,
+                                     denoise=1.0, model_options=model.model_options).sigmas
+    timeline = timeline_of(sigmas, model.get_model_object("model_sampling"))
+    check_rho(rho, list(timeline.positions), f"with {steps} steps of {sampler_name} / {scheduler}")

@@ -35,6 +35,22 @@ from .families import detect
 from .patcher import apply_blockdance
 
 
+SEED_SPACE = 2**64   # torch's seeds, and the seed widget's range
+
+
+def derived_seed(seed: int, offset: int) -> int:
+    """A seed per training iteration from the user's seed, inside torch's range for any widget value."""
+    return (seed * 100_003 + offset) % SEED_SPACE
+
+
+def check_rho(rho: float, positions, what: str) -> None:
+    """Refuse, before any run, a rho that leaves the policy no step to decide at."""
+    if ada.rho_step(positions, rho) >= len(positions):
+        last = positions[-1] if positions else 0.0
+        raise ValueError(f"rho={rho:g} leaves no step to decide at: {what}, the last step starts at "
+                         f"{last:.3f} on the timeline. Lower rho to at most {last:.2f} or use more steps.")
+
+
 @dataclass
 class Item:
     sampling: Sampling          # one conditioning and seed, batch 1
@@ -73,7 +89,7 @@ def _targets(model, item: Item, meta: ada.AdaMeta) -> dict:
     item.sampling.run(apply_blockdance(model, ProbePolicy((meta.cut,), probes), "probe"))
     measurement = probes[-1].measurement()
     positions = measurement.timeline.positions
-    earliest = next((k for k, p in enumerate(positions) if p >= meta.rho - 1e-9 and k >= 1), len(positions))
+    earliest = ada.rho_step(positions, meta.rho)
     out = {}
     for budget in meta.budgets:
         plan = search(measurement, budget, [(meta.cut, meta.mode)], earliest=earliest)
@@ -125,7 +141,7 @@ def train(model, items: Sequence[Item], meta: ada.AdaMeta, iterations: int, roll
     for _ in range(start * len(items)):           # a resumed run continues the draws where it stopped
         torch.randint(len(meta.budgets), (1,), generator=rng)
     for it in range(start, iterations):
-        masks = torch.Generator().manual_seed(seed * 100_003 + it)   # this iteration's masks and dropout
+        masks = torch.Generator().manual_seed(derived_seed(seed, it))   # this iteration's masks and dropout
         losses, stats = [], []
         for i, item in enumerate(items):
             budget = meta.budgets[int(torch.randint(len(meta.budgets), (1,), generator=rng))]
