@@ -9,11 +9,22 @@ saved by BlockDance Calibrate (`schedule_name`, as BlockDance Load Schedule name
 own policy at its own block count, so its varying depths show before a run too.
 
 A value out of range is an error that names the input and the allowed range, never a clamp.
+
+The route is open to any client of the server, so it is bounded: every request value has a range, a
+schedule file is parsed once per file version (cached by path, size and modification time), and
+the work runs on one worker thread off ComfyUI's event loop, with at most MAX_PENDING requests
+waiting, so previews never hold up prompts, the websocket or /queue.
 """
 from __future__ import annotations
 
+import asyncio
+import json
 import math
+import os
 import sys
+import threading
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from typing import Mapping, Optional
 
 from ..blockdance_core import BlockDanceConfig, BlockDanceConfigError, GroupPolicy, StepKind, Timeline
@@ -23,6 +34,9 @@ from . import paths
 ROUTE = "/blockdance/plan"
 NOMINAL_BLOCKS = 1000        # fine enough that depth 0.75 shows as 0.75 when the model is unknown
 MAX_STEPS = 10000            # KSampler's own limit on steps
+MAX_SCHEDULER_STEPS = 100000  # steps / denoise: the schedule KSampler would build for a partial denoise
+MAX_PENDING = 8              # preview requests queued or running at once; more are told to retry
+CACHED_SCHEDULES = 16
 ASSUMPTION = "steps evenly spaced on the timeline (the simple scheduler); the run shows the real plan"
 
 
@@ -56,6 +70,9 @@ def step_positions(steps: int, denoise: float = 1.0, start_at_step: int = 0,
     denoise < 1 keeps the last `steps` of int(steps / denoise); KSamplerAdvanced runs
     [start_at_step, end_at_step) of `steps`. Evenly spaced, as under the simple scheduler."""
     if denoise < 1.0:
+        if denoise > 0 and steps / denoise > MAX_SCHEDULER_STEPS:
+            raise PreviewError(f"denoise={denoise:g} with steps={steps} asks for a {steps / denoise:.3g}-step schedule; "
+                               f"denoise must be 0 or at least steps / {MAX_SCHEDULER_STEPS}")
         total = int(steps / denoise) if denoise > 0 else 0
         return [(total - steps + k) / total for k in range(steps)] if total else []
     end = steps if end_at_step is None else min(end_at_step, steps)
@@ -74,10 +91,27 @@ def _config(query: Mapping[str, str]) -> BlockDanceConfig:
         raise PreviewError(str(err)) from None
 
 
+_schedules: "OrderedDict[tuple, Schedule]" = OrderedDict()
+_schedules_lock = threading.Lock()
+
+
 def _load_schedule(name: str) -> Schedule:
+    """A schedule file parsed once per version of the file (path, size, modification time)."""
     try:
-        return Schedule.load(paths.full_path(name))
-    except FileNotFoundError:
+        path = paths.full_path(name)
+        stat = os.stat(path)
+        key = (path, stat.st_size, stat.st_mtime_ns)
+        with _schedules_lock:
+            if key in _schedules:
+                _schedules.move_to_end(key)
+                return _schedules[key]
+        schedule = Schedule.load(path)
+        with _schedules_lock:
+            _schedules[key] = schedule
+            while len(_schedules) > CACHED_SCHEDULES:
+                _schedules.popitem(last=False)
+        return schedule
+    except (FileNotFoundError, OSError):
         raise PreviewError(f"schedule_name={name!r} is not in models/{paths.FOLDER}/ (BlockDance Calibrate with a "
                            "filename_prefix saves one there)") from None
     except ScheduleError as err:
@@ -126,15 +160,31 @@ def register() -> bool:
         return False
     from aiohttp import web
 
+    worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blockdance-plan")
+    pending = [0]
+
     @instance.routes.get(ROUTE)
     async def plan_route(request):
+        if pending[0] >= MAX_PENDING:
+            return web.json_response({"error": "too many plan previews at once; retry shortly"}, status=429,
+                                     headers={"Retry-After": "1"})
+        pending[0] += 1
         try:
-            return web.json_response(preview(request.rel_url.query))
-        except PreviewError as err:
-            return web.json_response({"error": str(err)}, status=400)
+            status, body = await asyncio.get_running_loop().run_in_executor(worker, answer, dict(request.rel_url.query))
+        finally:
+            pending[0] -= 1
+        return web.Response(text=body, status=status, content_type="application/json")
 
     instance._blockdance_routes = True
     return True
+
+
+def answer(query: Mapping[str, str]) -> tuple:
+    """(HTTP status, JSON text) for one preview request; runs on the worker thread."""
+    try:
+        return 200, json.dumps(preview(query))
+    except PreviewError as err:
+        return 400, json.dumps({"error": str(err)})
 
 
 register()
