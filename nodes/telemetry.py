@@ -1,6 +1,9 @@
 """Where a finished run's record goes: the `BlockDance:` log line (a contract other tools parse), the
 node's text in the UI, a websocket event with the per-step record for the web extension, and any
-in-process listener (tests, benchmarks)."""
+in-process listener (tests, benchmarks).
+
+The node text and the event go only to the client that queued the prompt, with its prompt id, as
+ComfyUI's own `executed` messages do: another tab or user of the same server never sees the run."""
 from __future__ import annotations
 
 import logging
@@ -57,11 +60,26 @@ def _send_to_ui(node_id: str, record: RunRecord, line: str) -> None:
         instance = getattr(PromptServer, "instance", None)
     except ImportError:
         return
-    if instance is None:
+    client = getattr(instance, "client_id", None) if instance is not None else None
+    if client is None:   # no server, or a prompt queued without a client id: nobody to show it to
         return
     try:
         text = "\n".join([headline(record), line.replace("BlockDance: ", ""), *record.notes])
-        instance.send_progress_text(text, node_id)
-        instance.send_sync(EVENT, {"node": str(node_id), "line": line, "record": record.to_dict()})
+        instance.send_progress_text(text, node_id, client)
+        instance.send_sync(EVENT, {"node": str(node_id), "prompt_id": _prompt_id(instance), "line": line,
+                                   "record": record.to_dict()}, client)
     except Exception as err:  # the UI is a courtesy; never fail a finished run over it
         logger.debug("BlockDance: could not show the run on node %s: %s", node_id, err)
+
+
+def _prompt_id(instance):
+    """The prompt this run belongs to: the executing node's context where core has one, else the
+    prompt the server last started (ComfyUI runs one prompt at a time)."""
+    try:
+        from comfy_execution.utils import get_executing_context
+        context = get_executing_context()
+        if context is not None and context.prompt_id:
+            return context.prompt_id
+    except ImportError:
+        pass
+    return getattr(instance, "last_prompt_id", None)

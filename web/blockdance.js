@@ -113,7 +113,19 @@ function nodeForExecutionId(id) {
   return node;
 }
 
+// The prompts this tab queued (the server sends `execution_start` only to the client that queued a
+// prompt): a run event is drawn only when it belongs to one of them.
+const ownPrompts = new Set();
+const OWN_PROMPTS_KEPT = 64;
+
+function onExecutionStart({ detail }) {
+  if (!detail?.prompt_id) return;
+  ownPrompts.add(detail.prompt_id);
+  if (ownPrompts.size > OWN_PROMPTS_KEPT) ownPrompts.delete(ownPrompts.values().next().value);
+}
+
 function onRun({ detail }) {
+  if (!detail?.prompt_id || !ownPrompts.has(detail.prompt_id)) return;
   const node = nodeForExecutionId(detail.node);
   if (!node?.blockdance) return;
   const bd = node.blockdance;
@@ -131,6 +143,7 @@ app.registerExtension({
     const style = document.createElement("style");
     style.textContent = STYLE;
     document.head.appendChild(style);
+    api.addEventListener("execution_start", onExecutionStart);
     api.addEventListener(EVENT, onRun);
     setInterval(() => patchNodes().forEach(refresh), REFRESH_MS);
   },
