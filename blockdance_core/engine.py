@@ -35,6 +35,7 @@ from typing import Any, Callable, Dict, Hashable, List, Optional, Sequence
 
 from .actions import FULL, StepAction, StepKind, cache_step
 from .cache import CacheEntry, FeatureCache
+from .guidance import GuidanceGuard
 from .policy import Observation, StepPolicy, check_action
 from .record import RunRecord, StepRecord
 from .timeline import StepClock, Timeline
@@ -100,12 +101,31 @@ class SamplingRun:
         self.evaluation = 0
         self.call: Optional[_Call] = None
         self.scratch: dict = {}   # per-run helpers of the host adapter (e.g. block proxies)
+        self.guidance = GuidanceGuard()
         self.finished = False
 
     # ------------------------------------------------------------------ run scope
     def begin_evaluation(self) -> None:
         """A new model evaluation of the sampler (its main forwards, then any guidance extras)."""
         self.evaluation += 1
+        self.guidance.begin_evaluation()
+
+    def step_to_redo(self) -> Optional[int]:
+        """After an evaluation: the step to evaluate again in full because a guidance extra replaced a
+        skipped block while the main forward reused (see guidance.py); None when nothing is to redo."""
+        return None if self.finished else self.guidance.step_to_redo()
+
+    def redo_in_full(self, step: int) -> None:
+        """The evaluation just done at `step` is discarded: the step computes in full from now on, its
+        discarded work is counted as run (not as the uncached model's), and the run says so."""
+        e, record = self.guidance.current, self.record.step(step)
+        record.blocks_redone += e.blocks_run      # run, but not what the uncached model runs for this step
+        record.blocks_skipped -= e.blocks_skipped
+        record.reused_calls -= e.reused_calls
+        self.decisions[step] = FULL
+        record.planned, record.mode, record.blocks = FULL.kind.value, "", None
+        self.guidance.current.reused_step = None
+        self.note(GuidanceGuard.NOTE)
 
     def step_done(self, step: int) -> None:
         self.clock.advance(step)
@@ -153,6 +173,8 @@ class SamplingRun:
         skipped = call.action.skipped if not call.displaced else 0
         call.record.blocks_skipped += skipped
         call.record.blocks_run += self.spec.num_blocks - skipped
+        self.guidance.saw_call(call.step, call.action.kind is StepKind.REUSE and not call.displaced, call.displaced,
+                               self.spec.num_blocks - skipped, skipped)
         for name, value in call.pending_side.items():
             for key, chunk in zip(call.keys, self._chunks(value, call.keys)):
                 if key in call.stored_keys:
@@ -289,6 +311,9 @@ class SamplingRun:
             problem = check_action(action, self.spec.hooked_blocks, step, self.spec.policy)
             if problem:
                 raise RuntimeError(problem)   # a policy bug, never user input
+            if self.guidance.active and action.kind is StepKind.REUSE:
+                action = FULL   # a guidance extra over skipped blocks is running: see guidance.py
+                self.note(GuidanceGuard.NOTE)
             self.decisions[step] = action
             record.planned, record.mode = action.kind.value, action.mode
             record.blocks = [action.blocks.start, action.blocks.stop] if action.kind is not StepKind.FULL else None

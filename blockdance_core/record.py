@@ -22,8 +22,9 @@ class StepRecord:
     fallback_calls: int = 0      # planned reuse with nothing usable cached: computed and cached instead
     displaced_calls: int = 0     # another node's patch held a block of the range: ran in full
     cached_calls: int = 0        # forwards that kept features for later steps
-    blocks_run: int = 0
+    blocks_run: int = 0          # every block executed, blocks_redone included
     blocks_skipped: int = 0
+    blocks_redone: int = 0       # executed in an evaluation that was discarded and done again (guidance.py)
     cache_bytes: int = 0         # cache size when the step's last forward ended
 
     @property
@@ -36,7 +37,7 @@ class StepRecord:
     @property
     def depth(self) -> float:
         """Fraction of the stack skipped by the step's reusing forwards (0 when nothing was skipped)."""
-        total = self.blocks_run + self.blocks_skipped
+        total = self.blocks_run - self.blocks_redone + self.blocks_skipped
         return self.blocks_skipped / total if total else 0.0
 
 
@@ -93,7 +94,8 @@ class RunRecord:
 
     @property
     def block_calls_total(self) -> int:
-        return self.block_calls_run + self.block_calls_skipped
+        """Block executions the uncached model makes for the same forwards."""
+        return self.block_calls_run - self._sum("blocks_redone") + self.block_calls_skipped
 
     @property
     def ideal_speedup(self) -> float:

@@ -137,12 +137,21 @@ def _follow_steps(args, kwargs, run):
 
 
 def predict_noise_wrapper(executor, *args, **kwargs):
+    """One model evaluation; done again with its step in full when a guidance extra (SLG) replaced a
+    block the main forward skipped (blockdance_core/guidance.py)."""
     guider = executor.class_obj
     transformer_options = guider.model_options.get("transformer_options", {})
     run = transformer_options.get(RUN_KEY)
-    if run is not None:
+    if run is None:
+        return executor(*args, **kwargs)
+    run.begin_evaluation()
+    out = executor(*args, **kwargs)
+    step = run.step_to_redo()
+    if step is not None:
+        run.redo_in_full(step)
         run.begin_evaluation()
-    return executor(*args, **kwargs)
+        out = executor(*args, **kwargs)
+    return out
 
 
 def _chunk_keys(transformer_options) -> list:

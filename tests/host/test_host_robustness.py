@@ -28,27 +28,56 @@ def counted(pack, model, tm, containers, **kwargs):
     return out, record, counter.counts
 
 
-def with_slg(model, double="", single=""):
+def with_slg(model, double="", single="", start=0.0, end=1.0, scale=3.0):
     from comfy_extras.nodes_slg import SkipLayerGuidanceDiT
-    return SkipLayerGuidanceDiT.execute(model, scale=3.0, start_percent=0.0, end_percent=1.0,
+    return SkipLayerGuidanceDiT.execute(model, scale=scale, start_percent=start, end_percent=end,
                                         double_layers=double, single_layers=single).result[0]
 
 
-# ----------------------------------------------------------------------------------------- R1, R7
-# 8 steps, cfg 2, N=2 over the whole run: 4 reuse steps; one batched main forward per step and one
-# SkipLayerGuidance forward (cond only) per step. Hooked blocks 0..3, block 4 runs always.
+# ----------------------------------------------------------------------------------------- R1, R7, C12
+# 8 steps, cfg 2, N=2 over the whole run; one batched main forward per step and one SkipLayerGuidance
+# forward (cond only) per step. Hooked blocks 0..3, block 4 runs always. SLG's own forward must run
+# in full when it replaces a hooked block (R1, R7), and then the main forward of the same step must
+# too, or SLG's term (cond - slg) x scale carries the reuse error x scale (C12): with SLG over the
+# whole run, every step computes in full and the output is the unpatched model's with SLG, bit for bit.
 @pytest.mark.parametrize("double, single, expected", [
-    ("0", "", [4, 12, 12, 12, 16]),    # R1: SLG on block 0: its forwards run in full, minus block 0
-    ("0", "1", [4, 12, 12, 4, 16]),    # R1: block 0 and the cache block: blocks 1, 2 must still run
-    ("1", "", [12, 4, 12, 12, 16]),    # R7: a layer inside the skipped range: SLG still skips it
+    ("0", "", [8, 16, 16, 16, 16]),    # R1: SLG on block 0: SLG's forwards skip block 0, nothing else
+    ("0", "1", [8, 16, 16, 8, 16]),    # R1: block 0 and the cache block
+    ("1", "", [16, 8, 16, 16, 16]),    # R7: a layer inside the skipped range: SLG still skips it
 ])
-def test_skip_layer_guidance_on_hooked_blocks_runs_in_full_and_is_reported(pack, flux, double, single, expected):
+def test_skip_layer_guidance_on_hooked_blocks_computes_its_steps_in_full(pack, flux, double, single, expected):
     model = with_slg(patch(pack, flux.patcher, depth=0.75, N=2, start_percent=0.0, end_percent=1.0), double, single)
     out, record, counts = counted(pack, model, flux, FLUX_BLOCKS, steps=8)
-    assert_finite(out)
     assert counts == expected
-    assert record.steps_reused == {1, 3, 5, 7} and record.displaced_calls == 8
+    assert not record.steps_reused and record.displaced_calls == 8 and record.ideal_speedup == 1.0
+    assert torch.equal(out, sample(with_slg(flux.patcher, double, single), flux, steps=8))
     assert any("SkipLayerGuidance" in note for note in record.notes)
+    assert any("computed in full so its term carries no reuse error" in note for note in record.notes)
+
+
+def test_skip_layer_guidance_starting_mid_run_redoes_its_first_step_and_keeps_blockdance_error(pack, tiny):
+    """C12 on the tiny SD3: SLG on a layer inside the skipped range, from the middle of the run. Before
+    its window BlockDance reuses; SLG's first step is evaluated again in full (its reuse would put the
+    reuse error x scale into SLG's term), later SLG steps compute in full from the start. BlockDance+SLG
+    then differs from plain+SLG by no more than BlockDance's own error, and the record counts the
+    discarded evaluation as run, not as saved."""
+    sd3 = tiny.build("sd3", seed=0)
+    blocks = ["joint_blocks"]
+    kwargs = dict(depth=0.75, N=2, start_percent=0.0, end_percent=1.0)
+    plain = sample(sd3.patcher, sd3, steps=10)
+    own_error = rel_err(sample(patch(pack, sd3.patcher, **kwargs), sd3, steps=10), plain)
+    slg_plain = sample(with_slg(sd3.patcher, "1", start=0.45), sd3, steps=10)
+    model = with_slg(patch(pack, sd3.patcher, **kwargs), "1", start=0.45)
+    out, record, _ = counted(pack, model, sd3, blocks, steps=10)
+    error = rel_err(out, slg_plain)
+    assert 0 < own_error and error <= 1.5 * own_error, (error, own_error)
+    redone = [s.step for s in record.steps if s.blocks_redone]
+    assert len(redone) == 1 and record.steps_reused and max(record.steps_reused) < redone[0]
+    assert all(s.planned != "reuse" and not s.reused_calls for s in record.steps[redone[0]:])
+    discarded_forwards = 2   # the batched cond/uncond forward and SLG's of the evaluation done again
+    assert record.block_calls_total == (record.model_calls - discarded_forwards) * record.num_blocks
+    assert sum(s.blocks_redone for s in record.steps) == 1 + 4   # its main forward ran block 3 only, SLG's all 4
+    assert any("computed in full so its term carries no reuse error" in note for note in record.notes)
 
 
 def test_skip_layer_guidance_outside_the_hooked_blocks_keeps_reusing(pack, flux):
