@@ -38,14 +38,18 @@ def core_has_split() -> bool:
 
 
 @pytest.fixture(scope="module")
-def flux(tiny):
-    return tiny.build("flux", seed=0)
+def tiny_and_copy(tiny):
+    """family -> a tiny model and the second device's own copy of it (same seed, so the same weights;
+    another module), built once per module and dropped with it."""
+    built = {}
 
+    def get(family):
+        if family not in built:
+            built[family] = (tiny.build(family, seed=0), tiny.build(family, seed=0).patcher)
+        return built[family]
 
-@pytest.fixture(scope="module")
-def device_copy(tiny):
-    """The second device's own model: the same tiny Flux (same seed, so the same weights), another module."""
-    return tiny.build("flux", seed=0).patcher
+    yield get
+    built.clear()
 
 
 def watched(model, forwards, barrier):
@@ -132,11 +136,15 @@ def sample_split(pack, model, tm, copy, threaded, steps=8):
     return out, record, forwards, entries
 
 
-@pytest.mark.parametrize("mode", ["blockdance", "delta"])
-def test_parallel_devices_match_the_serial_split_bit_for_bit(pack, flux, device_copy, mode):
-    model = patch(pack, flux.patcher, mode=mode, depth=0.75, N=2, start_percent=0.0, end_percent=1.0)
-    serial, serial_record, serial_forwards, _ = sample_split(pack, model, flux, device_copy, threaded=False)
-    out, record, forwards, entries = sample_split(pack, model, flux, device_copy, threaded=True)
+# Flux: blocks hooked through patches_replace; Lumina 2: through the container swap (a proxy per device's
+# model); Wan VACE: a side branch kept at the cache step and replayed.
+@pytest.mark.parametrize("family, mode", [("flux", "blockdance"), ("flux", "delta"), ("lumina2", "blockdance"),
+                                          ("wan_vace", "blockdance")])
+def test_parallel_devices_match_the_serial_split_bit_for_bit(pack, tiny_and_copy, family, mode):
+    tm, device_copy = tiny_and_copy(family)
+    model = patch(pack, tm.patcher, mode=mode, depth=0.75, N=2, start_percent=0.0, end_percent=1.0)
+    serial, serial_record, serial_forwards, _ = sample_split(pack, model, tm, device_copy, threaded=False)
+    out, record, forwards, entries = sample_split(pack, model, tm, device_copy, threaded=True)
 
     assert len({thread for thread, _, _ in forwards}) == 2   # the chunks really ran on two threads
     assert len({thread for thread, _, _ in serial_forwards}) == 1
