@@ -2,7 +2,7 @@
 
 `PatchSpec` describes a patch (policy, block count, batch dim, stage of each block). It is immutable
 and shared by every clone of a patched model. `SamplingRun` holds everything one sampler run needs
-(clock, policy state, cache, record, the forward in flight); nothing outlives it. A host drives it in
+(clock, policy state, cache, record, the forwards in flight); nothing outlives it. A host drives it in
 nested scopes:
 
     run = spec.new_run(timeline)                        # a sampler run begins
@@ -24,12 +24,19 @@ post-block patches, Wan S2V's audio injector), the host says so and the change i
 block on cache steps, so those residuals are not kept: on a reuse step the current step's residuals
 reach the range's last block through the pass-through, as they would in the uncached model.
 
+Threads: ComfyUI core's multi-GPU split runs the conditioning chunks of one evaluation as parallel
+forwards, one thread per device, sharing the run. The forward in flight (`_Call`) is therefore kept
+per thread, and everything run-wide (clock, decisions, policy state, cache, record) changes under the
+run's lock. A step is decided once, by the first forward to reach it; the others take that decision.
+Each chunk keeps its own cache entry, made from (and left on) its own device.
+
 The engine trusts no block it did not see: the host reports a forward that carries another node's
 patch on a hooked block (it runs in full and is counted as displaced), and a hooked block reached
 before the first one resolved the forward displaces it too.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, Hashable, List, Optional, Sequence
 
@@ -67,6 +74,7 @@ class PatchSpec:
 
 @dataclass
 class _Call:
+    """One model forward in flight (on one thread)."""
     step: Optional[int]
     keys: List[Hashable]
     record: StepRecord
@@ -99,53 +107,68 @@ class SamplingRun:
         self.decisions: Dict[int, StepAction] = {}
         self.stored_in: Dict[Hashable, int] = {}   # key -> evaluation that made its entry
         self.evaluation = 0
-        self.call: Optional[_Call] = None
+        self._calls: Dict[int, _Call] = {}   # thread id -> the forward that thread has in flight
+        self._lock = threading.RLock()      # guards everything above against parallel forwards
         self.scratch: dict = {}   # per-run helpers of the host adapter (e.g. block proxies)
         self.guidance = GuidanceGuard()
         self.finished = False
 
+    def __deepcopy__(self, memo):  # a copy of a run's options still belongs to that run
+        return self
+
+    @property
+    def call(self) -> Optional[_Call]:
+        """The forward in flight on the calling thread; None outside a forward."""
+        return self._calls.get(threading.get_ident())
+
     # ------------------------------------------------------------------ run scope
     def begin_evaluation(self) -> None:
         """A new model evaluation of the sampler (its main forwards, then any guidance extras)."""
-        self.evaluation += 1
-        self.guidance.begin_evaluation()
+        with self._lock:
+            self.evaluation += 1
+            self.guidance.begin_evaluation()
 
     def step_to_redo(self) -> Optional[int]:
         """After an evaluation: the step to evaluate again in full because a guidance extra replaced a
         skipped block while the main forward reused (see guidance.py); None when nothing is to redo."""
-        return None if self.finished else self.guidance.step_to_redo()
+        with self._lock:
+            return None if self.finished else self.guidance.step_to_redo()
 
     def redo_in_full(self, step: int) -> None:
         """The evaluation just done at `step` is discarded: the step computes in full from now on, its
         discarded work is counted as run (not as the uncached model's), and the run says so."""
-        e, record = self.guidance.current, self.record.step(step)
-        record.blocks_redone += e.blocks_run      # run, but not what the uncached model runs for this step
-        record.blocks_skipped -= e.blocks_skipped
-        record.reused_calls -= e.reused_calls
-        self.decisions[step] = FULL
-        record.planned, record.mode, record.blocks = FULL.kind.value, "", None
-        self.guidance.current.reused_step = None
-        self.note(GuidanceGuard.NOTE)
+        with self._lock:
+            e, record = self.guidance.current, self.record.step(step)
+            record.blocks_redone += e.blocks_run      # run, but not what the uncached model runs for this step
+            record.blocks_skipped -= e.blocks_skipped
+            record.reused_calls -= e.reused_calls
+            self.decisions[step] = FULL
+            record.planned, record.mode, record.blocks = FULL.kind.value, "", None
+            self.guidance.current.reused_step = None
+            self.note(GuidanceGuard.NOTE)
 
     def step_done(self, step: int) -> None:
-        self.clock.advance(step)
+        with self._lock:
+            self.clock.advance(step)
 
     def note(self, text: str) -> None:
-        self.record.note(text)
+        with self._lock:
+            self.record.note(text)
 
     def finish(self) -> RunRecord:
         """Return the run's record and drop every tensor the run held."""
-        record = self.record
-        record.cache_peak_bytes = self.cache.peak_bytes
-        record.extra.update(self.policy.summary() if self.policy is not None else {})
-        self.cache.clear()
-        self.call = None
-        self.scratch.clear()
-        self.decisions.clear()
-        self.policy = None
-        self.observes = frozenset()
-        self.finished = True
-        return record
+        with self._lock:
+            record = self.record
+            record.cache_peak_bytes = self.cache.peak_bytes
+            record.extra.update(self.policy.summary() if self.policy is not None else {})
+            self.cache.clear()
+            self._calls.clear()
+            self.scratch.clear()
+            self.decisions.clear()
+            self.policy = None
+            self.observes = frozenset()
+            self.finished = True
+            return record
 
     # ----------------------------------------------------------------- call scope
     def begin_call(self, sigma: float, keys: Sequence[Hashable], x: Any = None, context: Any = None,
@@ -153,39 +176,43 @@ class SamplingRun:
         """Start one model forward at `sigma` over the conditioning chunks `keys` (in batch order).
         displaced_by: why this forward carries another node's patch on a hooked block (runs in full);
         residuals: what adds into the hidden state between blocks in this forward, if anything."""
-        if self.finished:
-            return
-        step = self.clock.step_of(sigma)
-        record = self.record.step(step)
-        record.calls += 1
-        self.call = call = _Call(step, list(keys) or [None], record, self.evaluation, x, context, residuals)
-        if step is None:
-            call.resolved = True   # off the schedule: nothing planned, computed in full
-        elif displaced_by:
-            self._displace(call, displaced_by)
+        with self._lock:
+            if self.finished:
+                return
+            step = self.clock.step_of(sigma)
+            record = self.record.step(step)
+            record.calls += 1
+            call = _Call(step, list(keys) or [None], record, self.evaluation, x, context, residuals)
+            self._calls[threading.get_ident()] = call
+            if step is None:
+                call.resolved = True   # off the schedule: nothing planned, computed in full
+            elif displaced_by:
+                self._displace(call, displaced_by)
 
     def end_call(self) -> None:
-        call, self.call = self.call, None
+        call = self._calls.pop(threading.get_ident(), None)
         if call is None:
             return
-        if not call.resolved and call.step is not None:
-            self._displace(call, "a forward never reached BlockDance's first hooked block (another node holds it)")
-        skipped = call.action.skipped if not call.displaced else 0
-        call.record.blocks_skipped += skipped
-        call.record.blocks_run += self.spec.num_blocks - skipped
-        self.guidance.saw_call(call.step, call.action.kind is StepKind.REUSE and not call.displaced, call.displaced,
-                               self.spec.num_blocks - skipped, skipped)
-        for name, value in call.pending_side.items():
-            for key, chunk in zip(call.keys, self._chunks(value, call.keys)):
-                if key in call.stored_keys:
-                    self.cache.attach_side(key, name, chunk)
-        call.record.cache_bytes = self.cache.nbytes()
+        with self._lock:
+            if not call.resolved and call.step is not None:
+                self._displace(call, "a forward never reached BlockDance's first hooked block (another node holds it)")
+            skipped = call.action.skipped if not call.displaced else 0
+            call.record.blocks_skipped += skipped
+            call.record.blocks_run += self.spec.num_blocks - skipped
+            self.guidance.saw_call(call.step, call.action.kind is StepKind.REUSE and not call.displaced,
+                                   call.displaced, self.spec.num_blocks - skipped, skipped)
+            for name, value in call.pending_side.items():
+                for key, chunk in zip(call.keys, self._chunks(value, call.keys)):
+                    if key in call.stored_keys:
+                        self.cache.attach_side(key, name, chunk)
+            call.record.cache_bytes = self.cache.nbytes()
 
     def _displace(self, call: _Call, why: str) -> None:
-        call.displaced = call.resolved = True
-        call.action = FULL
-        call.record.displaced_calls += 1
-        self.note(f"{why}; such forwards ran in full")
+        with self._lock:
+            call.displaced = call.resolved = True
+            call.action = FULL
+            call.record.displaced_calls += 1
+            self.note(f"{why}; such forwards ran in full")
 
     # ------------------------------------------------------------ side branches
     @property
@@ -258,14 +285,16 @@ class SamplingRun:
             return compute(state)
         call = self.call
         if not call.resolved:
-            self._resolve(call, state)
+            with self._lock:
+                self._resolve(call, state)
             if self.runs_plainly(index):
                 return compute(state)
         action = call.action
         if index in self.observes and (action.kind is StepKind.FULL or index not in action.blocks):
             before = tree_clone(state) if index in self.policy.observes_inputs else None   # blocks work in place
             out = compute(state)
-            self.policy.see(call.step, call.evaluation, index, before, out, to_stage)
+            with self._lock:
+                self.policy.see(call.step, call.evaluation, index, before, out, to_stage)
             return out
         last = action.blocks[-1]
         if action.kind is StepKind.REUSE:
@@ -301,8 +330,9 @@ class SamplingRun:
         return call.base
 
     def _resolve(self, call: _Call, block_input: Any) -> None:
-        """The first hooked block of a forward: decide the step (once per step), then confirm a planned
-        reuse against the cache or fall back to computing and caching."""
+        """The first hooked block of a forward: decide the step (once per step: a parallel forward of the
+        same step waits on the lock and takes that decision), then confirm a planned reuse against the
+        cache or fall back to computing and caching. Called under the run's lock."""
         call.resolved = True
         step, record = call.step, call.record
         action = self.decisions.get(step)
@@ -340,16 +370,17 @@ class SamplingRun:
         action = call.action
         call.base = None
         stored = False
-        for key, chunk, signature in zip(call.keys, self._chunks(features, call.keys), call.signatures):
-            entry = self.cache.entry(key)
-            if entry is not None and entry.step == call.step and self.stored_in.get(key) == call.evaluation:
-                continue
-            self.cache.store(key, chunk, call.step, action.blocks, action.mode, signature)
-            self.stored_in[key] = call.evaluation
-            call.stored_keys.append(key)
-            stored = True
-        if stored:
-            call.record.cached_calls += 1
+        with self._lock:
+            for key, chunk, signature in zip(call.keys, self._chunks(features, call.keys), call.signatures):
+                entry = self.cache.entry(key)
+                if entry is not None and entry.step == call.step and self.stored_in.get(key) == call.evaluation:
+                    continue
+                self.cache.store(key, chunk, call.step, action.blocks, action.mode, signature)
+                self.stored_in[key] = call.evaluation
+                call.stored_keys.append(key)
+                stored = True
+            if stored:
+                call.record.cached_calls += 1
 
     def _chunks(self, state: Any, keys: List[Hashable]) -> List[Any]:
         leaves = tree_leaves(state)
