@@ -60,3 +60,26 @@ def test_every_link_and_image_resolves():
         if not ok:
             broken.append(target)
     assert broken == []
+
+
+def test_links_in_docs_and_contributing_resolve():
+    """docs/*.md and CONTRIBUTING.md link to each other, to files and to the README's headings."""
+    readme_anchors = anchors(readme_lines())
+    pages = [os.path.join(ROOT, "CONTRIBUTING.md")] + [os.path.join(ROOT, "docs", n)
+                                                        for n in sorted(os.listdir(os.path.join(ROOT, "docs")))
+                                                        if n.endswith(".md")]
+    broken = []
+    for page in pages:
+        with open(page, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+        for _, target in links(lines):
+            if re.match(r"[a-z]+:", target):
+                continue
+            path, _, anchor = target.partition("#")
+            full = os.path.normpath(os.path.join(os.path.dirname(page), path)) if path else page
+            ok = os.path.exists(full)
+            if ok and anchor:
+                ok = anchor in (readme_anchors if full == os.path.join(ROOT, "README.md") else anchors(lines))
+            if not ok:
+                broken.append(f"{os.path.relpath(page, ROOT)}: {target}")
+    assert broken == []
