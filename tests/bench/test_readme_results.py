@@ -1,5 +1,8 @@
-"""The README Results section is computed from the benchmark JSON, winners included."""
+"""The generated results (docs/results.md) and the README's settings table are computed from the
+benchmark JSON, winners included."""
 import math
+import os
+import shutil
 
 from benchmarks.readme_results import bar, section, winner
 
@@ -97,3 +100,21 @@ def test_settings_table_names_the_most_faithful_choice_per_speed_beside_fewer_st
     assert "| 2.5x | **calibrated target_speedup=2.5**: 18.0 dB; patch window: not this fast |" in lines[5]
     assert "calibrated schedule was the most faithful choice in 5 of 8 cells" in text
     assert "beat fewer steps in 0 of the 2 cells where both reach the speed" in text
+
+
+def test_regenerating_from_the_committed_json_reproduces_docs_results_and_the_readme_settings(tmp_path):
+    """main() writes the results and speed tables into docs/results.md (plots beside it) and only the
+    settings table into the README; from the committed JSONs both come out exactly as committed."""
+    from benchmarks.readme_results import ROOT, main
+    docs = os.path.join(ROOT, "docs")
+    for name in ("README.md", os.path.join("docs", "results.md")):
+        shutil.copy(os.path.join(ROOT, name), tmp_path / os.path.basename(name))
+    main([os.path.join(docs, "results_wan21.json"), os.path.join(docs, "results_hunyuan_image21.json"),
+          "--speed", os.path.join(docs, "speed.json"), os.path.join(docs, "speed_gpu.json"),
+          "--readme", str(tmp_path / "README.md"), "--results-doc", str(tmp_path / "results.md")])
+    for written, committed in (("results.md", os.path.join(docs, "results.md")),
+                               ("README.md", os.path.join(ROOT, "README.md"))):
+        with open(tmp_path / written) as f, open(committed) as g:
+            assert f.read() == g.read(), written
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == [
+        "pareto_hunyuan_image21.png", "pareto_wan21.png", "samples_hunyuan_image21.png", "samples_wan21.png"]

@@ -22,8 +22,12 @@ DEFAULT_CLI = os.path.join(os.environ.get("BLOCKDANCE_CACHE", os.path.expanduser
                            "comfy-cli", "bin", "comfy")
 SHIPPED = ["__init__.py", "pyproject.toml", "README.md", "LICENSE", "icon.png", "nodes/patch_node.py",
            "nodes/routes.py", "blockdance_core/engine.py", "web/blockdance.js", "web/js/strip.js", "web/js/graph.js",
-           "example_workflows/blockdance_flux_t2i.json", "example_workflows/blockdance_flux_t2i.jpg"]
-NOT_SHIPPED = ("benchmarks/", "tests/", "docs/", "out/", "scripts/", ".ci/")
+           "example_workflows/blockdance_flux_t2i.json", "example_workflows/blockdance_flux_t2i.jpg",
+           "assets/screenshot_node.png"]
+NOT_SHIPPED = ("benchmarks/", "tests/", "docs/", "out/", "scripts/", ".ci/", "CONTRIBUTING.md")
+# A markdown link or image: [text](target) / ![alt](target); the README links to what does not ship
+# (docs/, CONTRIBUTING.md) by its repository URL, so every relative target must be in the package.
+LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 
 # Run inside comfy-cli's own Python: its pyproject parser, its .comfyignore matcher and its packer.
 PROBE = r"""
@@ -133,3 +137,12 @@ def test_package_holds_the_pack_and_nothing_test_only(probe):
     assert [f for f in SHIPPED if f not in files] == []
     assert [f for f in files if f.startswith(NOT_SHIPPED)] == []
     assert sum(files.values()) < 2 * 2**20, sorted(files.items(), key=lambda kv: -kv[1])[:5]
+
+
+def test_every_relative_link_and_image_of_the_readme_is_in_the_package(probe):
+    files = probe["files"]
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        targets = [t.split("#")[0] for t in LINK.findall(f.read()) if not re.match(r"[a-z]+:|#", t)]
+    assert any(t.endswith(".png") for t in targets), targets   # the screenshot, at least
+    missing = [t for t in targets if t not in files and not any(f.startswith(t.rstrip("/") + "/") for f in files)]
+    assert missing == [], missing

@@ -6,7 +6,7 @@ run record's strip and headline numbers on the node, in the classic canvas and i
 
 A host test: CI installs Chromium and Playwright (.ci/run) and fails if this skips; elsewhere it
 skips saying what is missing. Screenshots go to out/browser/ (BLOCKDANCE_UPDATE_DOCS=1 also writes
-docs/screenshot_node.png for the README).
+assets/screenshot_node.png, the README's screenshot).
 """
 import os
 import shutil
@@ -164,7 +164,7 @@ def test_run_button_puts_the_run_record_on_the_node(server, page):
     shot = os.path.join(ARTIFACTS, "screenshot_node.png")
     page.screenshot(path=shot, clip=graph_clip(page))
     if os.environ.get("BLOCKDANCE_UPDATE_DOCS") == "1":
-        shutil.copy(shot, os.path.join(ROOT, "docs", "screenshot_node.png"))
+        shutil.copy(shot, os.path.join(ROOT, "assets", "screenshot_node.png"))
 
 
 def graph_clip(page):
