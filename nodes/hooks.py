@@ -57,7 +57,7 @@ class BlockPatch:
                 return self.inner(call_args, extra)
             return extra["original_block"](call_args)
 
-        return run.run_block(self.index, state, compute, self.stage.from_block0)
+        return run.run_block(self.index, state, compute, self.stage.block0_converter(args.get("transformer_options")))
 
 
 def _run_of(transformer_options, description):

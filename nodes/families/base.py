@@ -31,6 +31,14 @@ class Stage:
     # needs the cache point in an earlier stage).
     delta_ok: bool = True
 
+    def block0_converter(self, transformer_options: Optional[dict]) -> Optional[Callable[[Any], Any]]:
+        """from_block0 for the forward in flight: a converter that reads the forward's own layout marker
+        (SingleStream) gets that forward's transformer_options."""
+        convert = self.from_block0
+        if isinstance(convert, SingleStream):
+            return lambda state: convert(state, transformer_options)
+        return convert
+
 
 @dataclass(frozen=True)
 class Family:
@@ -83,6 +91,41 @@ def first_arg(args: tuple, kwargs: dict) -> Any:
 
 def call_with_first_arg(block: torch.nn.Module, state: Any, args: tuple, kwargs: dict) -> Any:
     return block(state, *args[1:], **kwargs)
+
+
+class LayoutError(RuntimeError):
+    """The running core lays out a block stream in a way the family adapter does not know."""
+
+
+@dataclass(frozen=True)
+class SingleStream:
+    """Block-0 input {img, txt} -> the single stream {"img": cat(...)} in the order this forward uses.
+
+    Where the forward marks the image tokens' place in the single stream before its single blocks
+    (transformer_options["img_slice"] = [start, end]: Flux and Chroma, and HunyuanVideo, which turned
+    text first in core v0.14), the marker decides: [0, n_img] is image first, [n_txt, n_txt + n_img]
+    text first, anything else raises LayoutError. A forward without the marker uses `default_first`.
+    """
+    family: str
+    default_first: str                   # "img" or "txt": the order of a forward without the marker
+
+    def order(self, state: dict, transformer_options: Optional[dict] = None) -> str:
+        marker = (transformer_options or {}).get("img_slice")
+        if marker is None:
+            return self.default_first
+        n_img, n_txt = int(state["img"].shape[1]), int(state["txt"].shape[1])
+        start, end = (int(v) for v in marker)
+        if (start, end) == (0, n_img):
+            return "img"
+        if (start, end) == (n_txt, n_txt + n_img):
+            return "txt"
+        raise LayoutError(f"{self.family}: the forward marks the image tokens of its single stream at "
+                          f"img_slice={[start, end]}, which is neither image first [0, {n_img}] nor text first "
+                          f"[{n_txt}, {n_txt + n_img}] for {n_img} image and {n_txt} text tokens")
+
+    def __call__(self, state: dict, transformer_options: Optional[dict] = None) -> dict:
+        first = self.order(state, transformer_options)
+        return {"img": torch.cat((state[first], state["txt" if first == "img" else "img"]), dim=1)}
 
 
 TXT_FIRST = cat_streams("txt", "img")

@@ -4,11 +4,12 @@ Double blocks carry {img, txt}; single blocks see cat(txt, img), text first
 (comfy/ldm/flux/model.py:228, chroma/model.py:227). Kontext reference tokens are already
 part of `img` when the blocks run.
 """
-from .base import DOUBLE, TXT_FIRST, Family, Stage
+from .base import DOUBLE, Family, SingleStream, Stage
 
 STAGES = (
     Stage("double_blocks", "double_block", DOUBLE),
-    Stage("single_blocks", "single_block", ("img",), from_block0=TXT_FIRST),
+    # Text first in every core so far; newer cores also mark it with img_slice, which is followed.
+    Stage("single_blocks", "single_block", ("img",), from_block0=SingleStream("flux / chroma", "txt")),
 )
 
 FAMILIES = (

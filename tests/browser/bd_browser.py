@@ -7,6 +7,8 @@ fresh profile. Helpers load workflows through the frontend's own loader and read
 from __future__ import annotations
 
 import contextlib
+import glob
+import importlib.metadata
 import os
 import shutil
 import tempfile
@@ -17,6 +19,19 @@ VIEWPORT = {"width": 1400, "height": 900}
 # What the frontend needs to open straight onto the canvas: no first-run template browser, and no
 # missing-models dialog (the examples name real model files this test server does not have).
 SETTINGS = {"Comfy.TutorialCompleted": True, "Comfy.Workflow.ShowMissingModelsWarning": False}
+
+
+def frontend_version(root="pinned"):
+    """The comfyui-frontend-package version of a static root (installed with pip, possibly --target), or
+    of the package the host pins and this venv has ("pinned")."""
+    if root == "pinned":
+        return importlib.metadata.version("comfyui-frontend-package")
+    site_dir = os.path.dirname(os.path.dirname(os.path.abspath(root)))   # <site>/comfyui_frontend_package/static
+    infos = glob.glob(os.path.join(site_dir, "comfyui_frontend_package-*.dist-info"))
+    if len(infos) != 1:
+        raise AssertionError(f"{root}: expected .../comfyui_frontend_package/static beside one "
+                             f"comfyui_frontend_package-*.dist-info, found {infos}")
+    return os.path.basename(infos[0])[len("comfyui_frontend_package-"):-len(".dist-info")]
 
 
 def chromium_path():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -38,6 +39,9 @@ TINY_FILES = {
 BUILD_SIZE = {"pixart_sigma": 272}   # tiny_models refuses smaller PixArt images
 
 
+LEVEL_TAG = re.compile(r"^(?:\x1b\[[0-9;]*m)?\[(?:DEBUG|INFO|WARNING|ERROR|CRITICAL)\](?:\x1b\[[0-9;]*m)? ")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -45,11 +49,35 @@ def free_port() -> int:
 
 
 def conditioning_folder(family: str) -> str:
-    """LoadTrainingDataset's folder_name (inside the output directory) for a family's conditioning."""
+    """LoadTrainingDataset's folder_name (see dataset_root) for a family's conditioning."""
     return f"tiny_cond_{family}"
 
 
-def write_tiny_models(tiny, models_dir: str, output_dir: str, families=None) -> dict:
+def has_datasets_folder() -> bool:
+    """Whether the running core has a `datasets` folder type, where LoadTrainingDataset then looks (it
+    lists only folders there holding a metadata.json or .safetensors; older cores read the output
+    directory)."""
+    import folder_paths
+    return "datasets" in folder_paths.folder_names_and_paths
+
+
+def dataset_root(base: str) -> str:
+    """Where LoadTrainingDataset finds its folders for a ComfyServer on `base`."""
+    return os.path.join(base, "datasets" if has_datasets_folder() else "output")
+
+
+def write_conditioning(base: str, folder_name: str, latent: dict, conditioning: list) -> None:
+    """One LoadTrainingDataset shard (one latent, one CONDITIONING) as `folder_name` for a ComfyServer on
+    `base`, with the metadata.json a datasets folder needs to be listed."""
+    import torch
+    folder = os.path.join(dataset_root(base), folder_name)
+    os.makedirs(folder, exist_ok=True)
+    torch.save({"latents": [latent], "conditioning": [conditioning]}, os.path.join(folder, "shard_0.pkl"))
+    with open(os.path.join(folder, "metadata.json"), "w") as f:
+        json.dump({"num_samples": 1, "num_shards": 1, "shard_size": 1}, f)
+
+
+def write_tiny_models(tiny, models_dir: str, base: str, families=None) -> dict:
     """Write the tiny model files and each family's conditioning shard; returns {file: family}."""
     import safetensors.torch
     import torch
@@ -69,10 +97,7 @@ def write_tiny_models(tiny, models_dir: str, output_dir: str, families=None) -> 
             safetensors.torch.save_file({k: v.detach().contiguous().clone() for k, v in weights.items()}, path,
                                         metadata={"tiny_dit_overrides": json.dumps(model.unet_config)})
         if model is not None:
-            folder = os.path.join(output_dir, conditioning_folder(family))
-            os.makedirs(folder, exist_ok=True)
-            torch.save({"latents": [model.latent], "conditioning": [model.positive]},
-                       os.path.join(folder, "shard_0.pkl"))
+            write_conditioning(base, conditioning_folder(family), model.latent, model.positive)
         written[name] = family
     return written
 
@@ -101,7 +126,8 @@ class ComfyServer:
         config = os.path.join(base, "extra_model_paths.yaml")
         with open(config, "w") as f:
             f.write(f"blockdance_test:\n  base_path: {base}\n  custom_nodes: custom_nodes\n"
-                    f"  diffusion_models: models\n  blockdance: blockdance\n")
+                    f"  diffusion_models: models\n  blockdance: blockdance\n"
+                    + ("  datasets: datasets\n" if has_datasets_folder() else ""))
         self.log_path = os.path.join(base, "server.log")
         self._log_file = open(self.log_path, "w")
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -189,6 +215,11 @@ class ComfyServer:
     def log(self):
         with open(self.log_path) as f:
             return f.read()
+
+    def log_lines(self):
+        """The server log's lines as the logged messages: without the level tag newer cores put before each
+        one (core 0.23 on: "[INFO] ", coloured on a terminal), where there is one."""
+        return [LEVEL_TAG.sub("", line, count=1) for line in self.log().splitlines()]
 
     def stop(self):
         self.proc.terminate()

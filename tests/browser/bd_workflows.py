@@ -16,6 +16,9 @@ import copy
 
 VIRTUAL = {"Note", "MarkdownNote"}          # frontend-only nodes: never sent to the server
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+# A combo whose selected option brings inputs of its own (core >= 0.30: SaveVideo's format), sent as
+# "<name>" plus "<name>.<input>" for the option's inputs, whose widget values follow the combo's.
+DYNAMIC_COMBO = "COMFY_DYNAMICCOMBO_V3"
 LOADERS = {"UNETLoader", "CheckpointLoaderSimple"}
 TEXT_LOADERS = {"CLIPLoader", "DualCLIPLoader", "TripleCLIPLoader"}
 TEXT_ENCODERS = {"CLIPTextEncode"}
@@ -26,13 +29,42 @@ LATENT_SIZES = {"EmptySD3LatentImage", "EmptyLatentImage", "EmptyHunyuanLatentVi
 
 def _is_widget(spec) -> bool:
     kind = spec[0]
-    return isinstance(kind, list) or kind in WIDGET_TYPES
+    return isinstance(kind, list) or kind in WIDGET_TYPES or kind == DYNAMIC_COMBO
+
+
+def _opts(spec) -> dict:
+    return spec[1] if len(spec) > 1 else {}
+
+
+def _widget_values(node, name, spec, values, optional, prefix=""):
+    """(prompt input name, value) for one widget input, taking its values off the front of `values`. An
+    optional input the saved workflow has no value for left (a core that added it later, e.g. CreateVideo's
+    bit_depth in 0.25, or SaveVideo's hidden legacy codec in 0.30) gets its default (a dynamic combo: its
+    first option), as in the frontend; a missing required one is an error."""
+    if values:
+        value = values.pop(0)
+        if _has_control(name, spec):
+            values.pop(0)
+    elif optional and "default" in _opts(spec):
+        value = _opts(spec)["default"]
+    elif optional and spec[0] == DYNAMIC_COMBO:
+        value = _opts(spec)["options"][0]["key"]
+    else:
+        raise ValueError(f"node {node['id']} ({node['type']}): no widget value for {prefix + name}")
+    out = [(prefix + name, value)]
+    if spec[0] == DYNAMIC_COMBO:
+        (option,) = [o for o in _opts(spec)["options"] if o["key"] == value] or [None]
+        if option is None:
+            raise ValueError(f"node {node['id']} ({node['type']}): {prefix + name}={value!r} is none of its options")
+        for group in ("required", "optional"):
+            for sub, sub_spec in option["inputs"].get(group, {}).items():
+                out += _widget_values(node, sub, sub_spec, values, group == "optional", f"{prefix}{name}.")
+    return out
 
 
 def _has_control(name: str, spec) -> bool:
     """Seed widgets get a control_after_generate value after them in widgets_values."""
-    opts = spec[1] if len(spec) > 1 else {}
-    return bool(opts.get("control_after_generate", name in ("seed", "noise_seed")))
+    return bool(_opts(spec).get("control_after_generate", name in ("seed", "noise_seed")))
 
 
 def to_api(workflow: dict, object_info: dict) -> dict:
@@ -47,17 +79,14 @@ def to_api(workflow: dict, object_info: dict) -> dict:
         if node["type"] not in object_info:
             raise ValueError(f"node {node['id']}: unknown node type {node['type']}")
         spec = object_info[node["type"]]["input"]
-        ordered = list(spec.get("required", {}).items()) + list(spec.get("optional", {}).items())
+        ordered = [(name, input_spec, group == "optional") for group in ("required", "optional")
+                   for name, input_spec in spec.get(group, {}).items()]
         values = list(node.get("widgets_values") or [])
         linked = {inp["name"]: links[inp["link"]] for inp in node.get("inputs", []) if inp.get("link") is not None}
         inputs = {}
-        for name, input_spec in ordered:
+        for name, input_spec, optional in ordered:
             if _is_widget(input_spec):
-                if not values:
-                    raise ValueError(f"node {node['id']} ({node['type']}): no widget value for {name}")
-                inputs[name] = values.pop(0)
-                if _has_control(name, input_spec):
-                    values.pop(0)
+                inputs.update(_widget_values(node, name, input_spec, values, optional))
             if name in linked:
                 _, origin, origin_slot, *_ = linked.pop(name)
                 inputs[name] = [str(origin), origin_slot]

@@ -25,20 +25,17 @@ def server(comfy, tiny, tmp_path_factory):
     """A real server (tests/browser/bd_server.py) with a tiny SD3, the reference Wan model, a digit
     class as conditioning and the shipped Ada policies in its blockdance folder."""
     base = str(tmp_path_factory.mktemp("comfy_server"))
-    for d in ("models", "output/tiny_cond", "blockdance"):
+    for d in ("models", "blockdance"):
         os.makedirs(os.path.join(base, d), exist_ok=True)
     tiny.save_checkpoint("sd3", os.path.join(base, "models", "tiny_sd3.safetensors"))
     tm = tiny.build("sd3")
     # LoadTrainingDataset (a stock node) feeds conditioning without any text-encoder weights.
-    torch.save({"latents": [tm.latent], "conditioning": [tm.positive]},
-               os.path.join(base, "output", "tiny_cond", "shard_0.pkl"))
+    bd_server.write_conditioning(base, "tiny_cond", tm.latent, tm.positive)
     # The shipped reference Wan model, a digit class as its conditioning, and the shipped Ada policies.
     from benchmarks.reference import models
     wan = models.get("wan21")
     os.symlink(wan.weights, os.path.join(base, "models", os.path.basename(wan.weights)))
-    os.makedirs(os.path.join(base, "output", "ref_cond"))
-    torch.save({"latents": [{"samples": wan.empty_latent(1)}], "conditioning": [[[wan.load_class_contexts()[3:4], {}]]]},
-               os.path.join(base, "output", "ref_cond", "shard_0.pkl"))
+    bd_server.write_conditioning(base, "ref_cond", {"samples": wan.empty_latent(1)}, [[wan.load_class_contexts()[3:4], {}]])
     for name in os.listdir(POLICIES):
         os.symlink(os.path.join(POLICIES, name), os.path.join(base, "blockdance", name))
     srv = bd_server.ComfyServer(comfy, base)
@@ -134,7 +131,7 @@ def test_prompt_over_http_logs_and_shows_stats(server):
 
     entry = asyncio.run(run())
     assert torch.isfinite(latent_of(server, entry)).all()
-    lines = [line for line in server.log().splitlines() if "BlockDance: family=sd3" in line]
+    lines = [line for line in server.log_lines() if "BlockDance: family=sd3" in line]
     assert lines and "reused=3/10" in lines[-1] and "blocks_skipped=9/40" in lines[-1]
     shown = [t for t in texts if t.startswith("bd|") and "family=sd3" in t]
     assert shown and shown[-1].split("|", 1)[1].startswith("reused 3/10 · ideal 1.29x"), texts
@@ -183,7 +180,7 @@ def test_calibrate_then_patch_over_http(server):
     assert image["filename"].endswith(".png")
     (report,) = entry["outputs"]["cal"]["text"]
     assert report.startswith("BlockDance schedule 'calibrated-1.5x'") and "=>" in report
-    lines = [line for line in server.log().splitlines() if "BlockDance: family=sd3" in line and "schedule=" in line]
+    lines = [line for line in server.log_lines() if "BlockDance: family=sd3" in line and "schedule=" in line]
     assert lines and "schedule=calibrated-1.5x" in lines[-1]
 
 
@@ -208,7 +205,7 @@ def test_shipped_ada_policy_over_http(server):
                                                                          "batch_size": 1}}
     entry = server.run_prompt(ada_prompt("wan_mnist_reference.safetensors", "ref_cond", video_latent), "x")
     assert torch.isfinite(latent_of(server, entry)).all()
-    lines = [line for line in server.log().splitlines() if "BlockDance: family=wan" in line and "policy=" in line]
+    lines = [line for line in server.log_lines() if "BlockDance: family=wan" in line and "policy=" in line]
     assert lines and "policy=wan21_euler" in lines[-1] and "ideal=2.00x" in lines[-1]
     mask = lines[-1].split("mask=")[1].split()[0]
     assert len(mask) == 29 and set(mask) <= {"C", "R"} and "R" in mask

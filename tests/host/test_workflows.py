@@ -81,7 +81,7 @@ def test_example_explains_itself(name):
 def server(comfy, tiny, tmp_path_factory):
     srv = bd_server.ComfyServer(comfy, str(tmp_path_factory.mktemp("workflows")))
     try:
-        bd_server.write_tiny_models(tiny, srv.models_dir, srv.output_dir)
+        bd_server.write_tiny_models(tiny, srv.models_dir, srv.base)
         srv.wait_ready()
         srv.object_info = srv.get("/object_info")
         yield srv
@@ -96,7 +96,7 @@ def run_example(server, name):
         bd_server.conditioning_folder(TINY_FAMILY[family]), size=IMAGE_SIZE.get(family, 64), save_prefix=f"latents/{name}")
     before = server.log().count("BlockDance: family=")
     entry, events = server.run_prompt_with_events(prompt)
-    lines = [line for line in server.log().splitlines() if "BlockDance: family=" in line][before:]
+    lines = [line for line in server.log_lines() if "BlockDance: family=" in line][before:]
     return prompt, entry, events, lines
 
 

@@ -4,6 +4,10 @@ missing nodes, converts to the same prompt as tests/browser/bd_workflows.py, ope
 and shows a plan preview on each BlockDance Patch; a tiny SD3 graph run from the Run button puts the
 run record's strip and headline numbers on the node, in the classic canvas and in Nodes 2.0.
 
+Frontends: the one the host pins (its comfyui-frontend-package), and every static root named in
+BLOCKDANCE_FRONTEND_ROOTS (os.pathsep-separated), served with ComfyUI's --front-end-root; CI names
+the newest comfyui-frontend-package there (.ci/run).
+
 A host test: CI installs Chromium and Playwright (.ci/run) and fails if this skips; elsewhere it
 skips saying what is missing. Screenshots go to out/browser/ (BLOCKDANCE_UPDATE_DOCS=1 also writes
 assets/screenshot_node.png, the README's screenshot).
@@ -29,7 +33,12 @@ STATES = """() => app.graph.nodes.filter((n) => n.blockdance).map((n) => ({
   record: n.blockdance.run?.record ?? null,
   settled: n.blockdance.key !== null && n.blockdance.shownKey === n.blockdance.key,
   text: n.blockdance.element.innerText, cells: n.blockdance.element.querySelectorAll('.bd-cell').length,
-  progress: n.widgets.find((w) => w.name === '$$node-text-preview')?.value ?? null }))"""
+  progress: window.bdProgressText?.[String(n.id)] ?? null }))"""
+# The engine's progress text per node as the server sent it (the api's progress_text event): frontend 1.58
+# clears its own text-preview widget when the job ends, so the widget cannot be read after a run.
+WATCH_PROGRESS_TEXT = """() => { if (window.bdProgressText) return;
+  window.bdProgressText = {};
+  app.api.addEventListener('progress_text', (e) => { window.bdProgressText[String(e.detail.nodeId)] = e.detail.text; }); }"""
 
 TITLES_BELOW_TOP_BAR = """() => {
   const bars = ['.workflow-tabs-container', '.actionbar-container', '.subgraph-breadcrumb']
@@ -42,17 +51,30 @@ TITLES_BELOW_TOP_BAR = """() => {
 }"""
 
 
-@pytest.fixture(scope="module")
-def server(comfy, tiny, tmp_path_factory):
+FRONTENDS = ["pinned", *[root for root in os.environ.get("BLOCKDANCE_FRONTEND_ROOTS", "").split(os.pathsep) if root]]
+
+
+def frontend_id(root):
+    return "pinned" if root == "pinned" else f"frontend-{bd_browser.frontend_version(root)}"
+
+
+@pytest.fixture(scope="module", params=FRONTENDS, ids=frontend_id)
+def server(comfy, tiny, tmp_path_factory, request):
     reason = bd_browser.unavailable_reason()
     if reason:
         pytest.skip(f"browser test: {reason}")
-    srv = bd_server.ComfyServer(comfy, str(tmp_path_factory.mktemp("browser")), settings=bd_browser.SETTINGS)
+    root = request.param
+    if root != "pinned" and not os.path.isfile(os.path.join(root, "index.html")):
+        raise AssertionError(f"BLOCKDANCE_FRONTEND_ROOTS names {root}, which holds no frontend (no index.html)")
+    extra = () if root == "pinned" else ("--front-end-root", root)
+    srv = bd_server.ComfyServer(comfy, str(tmp_path_factory.mktemp("browser")), extra_args=extra,
+                                settings=bd_browser.SETTINGS)
     try:
-        bd_server.write_tiny_models(tiny, srv.models_dir, srv.output_dir, families={"sd3"})
+        bd_server.write_tiny_models(tiny, srv.models_dir, srv.base, families={"sd3"})
         write_schedule(srv.schedules_dir)
         srv.wait_ready()
         srv.object_info = srv.get("/object_info")
+        srv.frontend = bd_browser.frontend_version(root)
         yield srv
     finally:
         srv.stop()
@@ -80,6 +102,9 @@ def examples_schedule_name():
 @pytest.fixture(scope="module")
 def page(server):
     with bd_browser.open_page(server.url) as page:
+        served = page.evaluate("() => window.__COMFYUI_FRONTEND_VERSION__ ?? null")
+        print(f"[browser] frontend {served} served by ComfyUI {server.get('/system_stats')['system']['comfyui_version']}")
+        assert served == server.frontend, f"the page runs frontend {served}, not the expected {server.frontend}"
         yield page
     assert not page.errors, page.errors
 
@@ -136,7 +161,11 @@ def steps_of_sampler(prompt, patch_id):
 
 
 def run_from_button(page, patch_id, runs_before):
-    page.get_by_role("button", name="Run", exact=True).click()
+    # Newer frontends (1.49 on) also name the run-mode menu beside it "Run": take the queue button by its
+    # test id where the frontend has one.
+    page.evaluate(WATCH_PROGRESS_TEXT)
+    queue_button = page.locator('[data-testid="queue-button"]')
+    (queue_button if queue_button.count() else page.get_by_role("button", name="Run", exact=True)).click()
     page.wait_for_function(f"() => ({STATES})().find((s) => s.id === '{patch_id}').runs > {runs_before}", timeout=60000)
     return states(page)[patch_id]
 

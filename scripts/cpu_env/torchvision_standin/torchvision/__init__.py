@@ -12,3 +12,12 @@ def __getattr__(name):
     raise AttributeError(
         f"torchvision.{name} is unavailable: this is the BlockDance CPU test stand-in, "
         "install a real torchvision build to use it")
+
+
+def unavailable(name):
+    """A stand-in for a function core imports by name: importing it works, calling it fails loudly."""
+    def call(*args, **kwargs):
+        raise RuntimeError(f"{name} is unavailable: this is the BlockDance CPU test stand-in, "
+                           "install a real torchvision build to use it")
+    call.__name__ = call.__qualname__ = name.rsplit(".", 1)[-1]
+    return call
