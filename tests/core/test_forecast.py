@@ -1,0 +1,92 @@
+"""Forecasting block features (blockdance_core/forecast.py): exact where it must be, a copy where it
+must be, and scored on a measurement the way a copy is."""
+import math
+
+import pytest
+import torch
+
+from blockdance_core import Timeline
+from blockdance_core.forecast import COPY, Forecast, combine, weights
+from blockdance_core.probe import Measurement, forecast_error
+
+UNEVEN = [0.0, 0.07, 0.2, 0.41, 0.55]   # a timeline with uneven spacing, as shifted schedules give
+
+
+def feature(position, coefficients, shape=(2, 5, 3)):
+    g = torch.Generator().manual_seed(0)
+    terms = [torch.randn(shape, generator=g, dtype=torch.float64) for _ in coefficients]
+    return sum(c * t * position ** i for i, (c, t) in enumerate(zip(coefficients, terms)))
+
+
+@pytest.mark.parametrize("order, coefficients", [(1, [1.0, -2.0]), (2, [0.5, 1.5, -3.0]), (3, [1, -1, 2, 0.7])])
+def test_taylor_is_exact_for_polynomials_of_its_order_on_an_uneven_timeline(order, coefficients):
+    anchors = [feature(p, coefficients) for p in UNEVEN]
+    at = 0.73
+    predicted = combine(anchors, weights(UNEVEN, at, Forecast("taylor", order)))
+    assert torch.allclose(predicted, feature(at, coefficients), rtol=1e-9, atol=1e-9)
+
+
+def test_taylor_below_the_features_order_is_not_exact():
+    """The exactness above is the method's, not the test's: a quadratic is missed by order 1."""
+    anchors = [feature(p, [0.5, 1.5, -3.0]) for p in UNEVEN]
+    predicted = combine(anchors, weights(UNEVEN, 0.73, Forecast("taylor", 1)))
+    assert not torch.allclose(predicted, feature(0.73, [0.5, 1.5, -3.0]), rtol=1e-3)
+
+
+@pytest.mark.parametrize("degree, coefficients", [(1, [1.0, -2.0]), (2, [0.5, 1.5, -3.0])])
+def test_chebyshev_ridge_fits_a_polynomial_of_its_degree_to_ridge_tolerance(degree, coefficients):
+    anchors = [feature(p, coefficients) for p in UNEVEN]
+    predicted = combine(anchors, weights(UNEVEN, 0.73, Forecast("chebyshev", degree)))
+    target = feature(0.73, coefficients)
+    assert float((predicted - target).norm() / target.norm()) < 1e-2
+
+
+def test_copy_and_too_few_anchors_fall_back_to_the_last_anchor():
+    anchors = [torch.full((2,), float(i)) for i in range(3)]
+    assert weights([0.1, 0.2, 0.3], 0.4, COPY) == [0.0, 0.0, 1.0]
+    assert weights([0.3], 0.4, Forecast("taylor", 2)) == [1.0]
+    w = weights([0.2, 0.3], 0.4, Forecast("taylor", 2))          # two anchors: order 1
+    assert w == pytest.approx([-1.0, 2.0])
+    assert torch.equal(combine(anchors, weights([0.1, 0.2, 0.3], 0.4, COPY)), anchors[-1])
+
+
+def test_combine_keeps_the_state_tree_and_its_none_streams():
+    a = {"img": torch.ones(2, 3), "txt": None}
+    b = {"img": 3 * torch.ones(2, 3), "txt": None}
+    out = combine([a, b], [-1.0, 2.0])
+    assert out["txt"] is None and torch.equal(out["img"], 5 * torch.ones(2, 3))
+
+
+@pytest.mark.parametrize("method, order", [("copy", 1), ("taylor", 0), ("taylor", 4), ("spline", 1)])
+def test_bad_forecasts_are_refused(method, order):
+    with pytest.raises(ValueError, match="forecast"):
+        Forecast(method, order)
+
+
+def measurement_of(trajectory, positions, sigmas):
+    """A one-cut measurement whose cut output follows `trajectory` (rows x values per step)."""
+    feats = torch.stack([trajectory(s) for s in sigmas[:-1]]).float()
+    bases = torch.stack([0.5 * trajectory(s) + 1.0 for s in sigmas[:-1]]).float()
+    return Measurement((3,), 4, Timeline(tuple(sigmas), tuple(positions)), {3: feats}, {3: bases}, 8)
+
+
+def test_forecast_error_of_a_copy_is_the_reuse_error():
+    g = torch.Generator().manual_seed(1)
+    noise = torch.randn(8, 2, 16, generator=g)
+    sigmas = [1.0, 0.8, 0.55, 0.3, 0.15, 0.05, 0.0]
+    m = Measurement((3,), 4, Timeline(tuple(sigmas), tuple(1 - s for s in sigmas[:-1])),
+                    {3: noise[:6]}, {3: noise[2:]}, 8)
+    for mode in ("blockdance", "delta"):
+        errors = m.reuse_error(3, mode)
+        assert forecast_error(m, 3, mode, [1], 4, COPY) == pytest.approx(float(errors[1, 4]), rel=1e-5)
+
+
+def test_forecast_error_is_zero_for_a_trajectory_linear_in_sigma_and_not_for_a_copy():
+    direction = torch.linspace(-1, 1, 32).reshape(2, 16)
+    sigmas = [1.0, 0.85, 0.6, 0.42, 0.25, 0.1, 0.0]
+    m = measurement_of(lambda s: 2.0 + 3.0 * s * direction, [k / 6 for k in range(6)], sigmas)
+    linear = Forecast("taylor", 1)
+    for mode in ("blockdance", "delta"):
+        assert forecast_error(m, 3, mode, [1, 2], 4, linear) < 1e-5
+        assert forecast_error(m, 3, mode, [2], 4, COPY) > 0.1
+    assert math.isfinite(forecast_error(m, 3, "blockdance", [0, 1, 2], 5, Forecast("chebyshev", 2)))
