@@ -90,3 +90,84 @@ def test_forecast_error_is_zero_for_a_trajectory_linear_in_sigma_and_not_for_a_c
         assert forecast_error(m, 3, mode, [1, 2], 4, linear) < 1e-5
         assert forecast_error(m, 3, mode, [2], 4, COPY) > 0.1
     assert math.isfinite(forecast_error(m, 3, "blockdance", [0, 1, 2], 5, Forecast("chebyshev", 2)))
+
+
+# ------------------------------------------------------------------------------ the search
+from blockdance_core.forecast_search import LINEAR, search_with_forecasts  # noqa: E402
+from blockdance_core.search import search, step_weights  # noqa: E402
+
+
+def synthetic(steps=6, cuts=(1, 2), seed=0):
+    g = torch.Generator().manual_seed(seed)
+    sigmas = [1 - (k / steps) ** 1.3 for k in range(steps + 1)]
+    feats = {c: torch.randn(steps, 2, 10, generator=g).cumsum(0) for c in cuts}
+    bases = {c: torch.randn(steps, 2, 10, generator=g).cumsum(0) for c in cuts}
+    return Measurement(tuple(cuts), max(cuts), Timeline.build(sigmas), feats, bases, 10)
+
+
+def brute_force(m, target, options):
+    """Least predicted error over every plan in which each group copies or forecasts (order 1 from
+    its cache step and the plan's previous computed step), scored step by step."""
+    S, total = m.num_steps, m.num_steps * m.num_blocks
+    w = step_weights(m.timeline.sigmas)
+
+    def plans(p):
+        if p == S:
+            yield []
+            return
+        for rest in plans(p + 1):
+            yield [None] + rest
+        for last in range(p + 1, S):
+            for cut, mode in options:
+                for f in (COPY, LINEAR):
+                    for rest in plans(last + 1):
+                        yield [("cache", cut, mode, f)] + [("reuse", cut, mode, f)] * (last - p) + rest
+
+    best = math.inf
+    for plan in plans(0):
+        if total / (total - sum(s[1] for s in plan if s and s[0] == "reuse")) < target - 1e-9:
+            continue
+        error, computed = 0.0, []
+        for k, s in enumerate(plan):
+            if s is None or s[0] == "cache":
+                computed.append(k)
+                continue
+            _, cut, mode, f = s
+            anchors = computed[-2:] if f == LINEAR and len(computed) > 1 else computed[-1:]
+            error += w[k] * forecast_error(m, cut, mode, anchors, k, f if len(anchors) > 1 else COPY)
+        best = min(best, error)
+    return best
+
+
+@pytest.mark.parametrize("target", [1.3, 1.7])
+def test_the_search_with_forecasts_is_exact(target):
+    m = synthetic()
+    options = [(1, "blockdance"), (2, "delta")]
+    plan = search_with_forecasts(m, target, options)
+    assert plan.ideal_speedup >= target - 1e-9
+    assert plan.predicted_error == pytest.approx(brute_force(m, target, options), rel=1e-6)
+    assert plan.predicted_error <= search(m, target, options).predicted_error + 1e-12
+
+
+@pytest.mark.parametrize("target", [1.2, 1.5, 2.0])
+def test_with_copies_only_it_is_the_copy_search(target):
+    m = synthetic(seed=3)
+    options = [(1, "blockdance"), (2, "blockdance"), (2, "delta")]
+    plan, copy = search_with_forecasts(m, target, options, forecasts=(COPY,)), search(m, target, options)
+    assert plan.predicted_error == pytest.approx(copy.predicted_error, rel=1e-9)
+    assert plan.steps() == copy.steps() and set(plan.forecasts()) <= {"", "copy"}
+
+
+def test_on_features_linear_in_sigma_the_search_forecasts_and_reads_a_computed_anchor():
+    steps, direction = 8, torch.linspace(-1, 1, 20).reshape(2, 10)
+    sigmas = [1 - (k / steps) ** 1.5 for k in range(steps + 1)]
+    feats = {3: torch.stack([1.0 + 4.0 * s * direction for s in sigmas[:-1]])}
+    m = Measurement((3,), 4, Timeline.build(sigmas), feats, {3: torch.zeros_like(feats[3])}, 10)
+    copy = search(m, 2.0, [(3, "blockdance")])
+    plan = search_with_forecasts(m, 2.0, [(3, "blockdance")])
+    assert copy.predicted_error > 0.1 and plan.predicted_error < 1e-5
+    assert "taylor1" in plan.forecasts()
+    kinds = [k for k, _, _ in plan.steps()]
+    for g in plan.groups:
+        if g.anchor is not None:
+            assert kinds[g.anchor] == "cache" and g.anchor < g.cache_step
