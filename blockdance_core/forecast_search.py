@@ -9,9 +9,11 @@ decided, step p computes next, and q is the last computed step before p (-1: non
     p computes alone           (p, q) -> (p + 1, p)       cost 0
     a group at p to m          (p, q) -> (m + 1, p)       cost sum_k w_k E(q, p, k), saves (m - p) * cut
 
-with E the measured copy error (independent of q) or the measured forecast error; a forecast with
-no previous computed step is a copy. It is exact for this objective, as search() is for copies, and
-with only copy options it returns search()'s plan.
+with E the measured copy error (independent of q) or the measured forecast error; a forecast needs a
+previous computed step that holds its range: a lone computed step (the engine keeps the range there
+for it) or the cache step of a group of the same cut and mode, so the state also records what the
+previous computed step holds. It is exact for this objective, as search() is for copies, and with
+forecast=COPY it returns search()'s plan.
 
 Forecast errors are measured on a random subset of the probe's kept values (`max_values`), since
 every (q, p, k) triple is scored; the copy errors use all of them, as in search().
@@ -30,7 +32,9 @@ from .probe import Measurement
 from .search import BudgetUnreachable, Group, Plan, step_weights
 
 FORECAST_VALUES = 2048
+FORECAST_CUTS = 4          # forecasts are searched for the deepest cuts (where high speedups reuse)
 LINEAR = Forecast("taylor", 1)
+NO_ANCHOR, LONE_STEP, FIRST_OPTION = 0, 1, 2   # what the previous computed step holds for a forecast
 
 
 @dataclass(frozen=True)
@@ -42,7 +46,7 @@ class ForecastGroup(Group):
 @dataclass(frozen=True)
 class ForecastPlan(Plan):
     def steps(self) -> List[Tuple[str, int, str]]:
-        """(kind, cut, mode) per step; a computed step a forecast reads is a cache step too."""
+        """(kind, cut, mode) per step; a lone computed step a forecast reads keeps its range (cache)."""
         out = super().steps()
         for g in self.groups:
             if g.anchor is not None and out[g.anchor][0] == "full":
@@ -86,65 +90,81 @@ def forecast_errors(measurement: Measurement, cut: int, mode: str, forecast: For
 
 
 def search_with_forecasts(measurement: Measurement, target_speedup: float, options: Sequence[Tuple[int, str]],
-                          forecasts: Sequence[Forecast] = (COPY, LINEAR), weights_kind: str = "dsigma",
-                          earliest: int = 1) -> ForecastPlan:
-    """The plan of least predicted error reaching `target_speedup`, each group a copy or a forecast."""
+                          forecast: Forecast = LINEAR, forecast_cuts: int = FORECAST_CUTS,
+                          weights_kind: str = "dsigma", earliest: int = 1) -> ForecastPlan:
+    """The plan of least predicted error reaching `target_speedup`, each group a copy or, for the
+    `forecast_cuts` deepest cuts of the options, a forecast (forecast=COPY: the copy search)."""
     if not target_speedup >= 1.0:
         raise ValueError(f"target_speedup={target_speedup!r} must be >= 1.0")
     S, L = measurement.num_steps, measurement.num_blocks
     total = S * L
     need = max(0, math.ceil(total * (1 - 1 / target_speedup) - 1e-9))
     w = step_weights(measurement.timeline.sigmas, weights_kind)
-    moves: List[Tuple[int, str, Forecast]] = [(c, m, f) for c, m in options for f in forecasts]
-    errors: Dict[Tuple[int, str, Forecast], np.ndarray] = {}
+    deepest = sorted({c for c, _ in options})[-forecast_cuts:] if forecast != COPY and forecast_cuts > 0 else []
+    anchorable = [o for o in options if o[0] in deepest]            # options whose cache steps are anchors
+    slot = {o: FIRST_OPTION + i for i, o in enumerate(anchorable)}
+    copy_errors = {}
     for c, m in options:
-        copy = measurement.reuse_error(c, m).double().numpy()
-        for f in forecasts:
-            e = np.broadcast_to(copy, (S + 1, S, S)).copy() if f == COPY else forecast_errors(measurement, c, m, f)
-            e[:, :, :earliest] = np.inf
-            errors[(c, m, f)] = e * w[None, None, :]
-    # best[p, q + 1]: least error over the budget axis; back: (previous p, previous q + 1, move or -1)
-    best = np.full((S + 1, S + 1, total + 1), np.inf)
-    back = np.full((S + 1, S + 1, total + 1, 3), -1, dtype=np.int64)
-    best[0, 0, 0] = 0.0
-    copies = [mi for mi, (_, _, f) in enumerate(moves) if f == COPY]
-    extrapolations = [mi for mi, (_, _, f) in enumerate(moves) if f != COPY]
+        e = measurement.reuse_error(c, m).double().numpy()
+        e[:, :earliest] = np.inf
+        copy_errors[(c, m)] = e * w[None, :]
+    forecast_errors_by = {}
+    for c, m in anchorable:
+        e = forecast_errors(measurement, c, m, forecast)
+        e[:, :, :earliest] = np.inf
+        forecast_errors_by[(c, m)] = e * w[None, None, :]
+    moves = [(o, COPY) for o in options] + [(o, forecast) for o in anchorable]
+    A = FIRST_OPTION + len(anchorable)
+    best = np.full((S + 1, S + 1, A, total + 1), np.inf)
+    back = np.full((S + 1, S + 1, A, total + 1, 4), -1, dtype=np.int16)   # (p, q + 1, anchor state, move)
+    best[0, 0, NO_ANCHOR, 0] = 0.0
     for p in range(S):
-        # Copies and a lone computed step do not depend on q: they leave from the best q per budget.
-        merged_q = np.argmin(best[p, :p + 1], axis=0)
-        merged = np.take_along_axis(best[p, :p + 1], merged_q[None], axis=0)[0]
-        if np.isfinite(merged).any():
-            _relax_from(best[p + 1, p + 1], back[p + 1, p + 1], merged, merged_q, 0, 0.0, p, -1)
-            for mi in copies:
-                _group_moves(best, back, errors[moves[mi]][0, p], merged, merged_q, p, mi, moves[mi][0], total)
-        for qi in range(1, p + 1):   # extrapolations read the previous computed step q = qi - 1
-            row = best[p, qi]
-            if not np.isfinite(row).any():
-                continue
-            q_of = np.full(row.shape, qi)
-            for mi in extrapolations:
-                _group_moves(best, back, errors[moves[mi]][qi, p], row, q_of, p, mi, moves[mi][0], total)
-    final = best[S, :, need:]
+        states = best[p, :p + 1].reshape((p + 1) * A, total + 1)
+        if not np.isfinite(states).any():
+            continue
+        # A lone computed step and a copy group do not read q: they leave from the best state per budget.
+        flat = np.argmin(states, axis=0)
+        merged = np.take_along_axis(states, flat[None], axis=0)[0]
+        origin = (flat // A, flat % A)
+        _relax_from(best[p + 1, p + 1, LONE_STEP], back[p + 1, p + 1, LONE_STEP], merged, origin, 0, 0.0, p, -1)
+        for mi, (o, f) in enumerate(moves):
+            if f == COPY:
+                _group_moves(best, back, copy_errors[o][p], merged, origin, p, mi, o[0], slot.get(o, NO_ANCHOR), total)
+        # A forecast reads the previous computed step q, which must hold its range: a lone step (kept for
+        # it) or the cache step of a group of the same cut and mode.
+        for qi in range(1, p + 1):
+            for mi, (o, f) in enumerate(moves):
+                if f == COPY:
+                    continue
+                for a in (LONE_STEP, slot[o]):
+                    row = best[p, qi, a]
+                    if np.isfinite(row).any():
+                        _group_moves(best, back, forecast_errors_by[o][qi, p], row,
+                                     (np.full(row.shape, qi), np.full(row.shape, a)), p, mi, o[0], slot[o], total)
+    final = best[S, :, :, need:]
     if not np.isfinite(final).any():
         raise BudgetUnreachable(f"no reuse plan reaches {target_speedup:.2f}x with the measured cuts "
                                 f"{sorted({c for c, _ in options})}")
-    qi, s = np.unravel_index(int(np.argmin(final)), final.shape)
+    qi, a, s = (int(v) for v in np.unravel_index(int(np.argmin(final)), final.shape))
     s += need
     groups, p = [], S
     while p > 0:
-        prev, prev_qi, mi = (int(v) for v in back[p, qi, s])
+        prev, prev_qi, prev_a, mi = (int(v) for v in back[p, qi, a, s])
         if mi >= 0:
-            c, m, f = moves[mi]
-            err = float(errors[(c, m, f)][prev_qi, prev, prev + 1:p].sum())
-            anchor = prev_qi - 1 if f != COPY and prev_qi > 0 else None
-            groups.append(ForecastGroup(prev, p - 1, c, m, err, f if anchor is not None else COPY, anchor))
+            (c, m), f = moves[mi]
+            if f == COPY:
+                err, anchor = float(copy_errors[(c, m)][prev, prev + 1:p].sum()), None
+            else:
+                err, anchor = float(forecast_errors_by[(c, m)][prev_qi, prev, prev + 1:p].sum()), prev_qi - 1
+            groups.append(ForecastGroup(prev, p - 1, c, m, err, f, anchor))
             s -= (p - 1 - prev) * c
-        p, qi = prev, prev_qi
+        p, qi, a = prev, prev_qi, prev_a
     return ForecastPlan(tuple(reversed(groups)), S, L, target_speedup)
 
 
-def _group_moves(best, back, e, row, row_q, p: int, mi: int, cut: int, total: int) -> None:
-    """Relax every group that starts at p with this move's per-step errors e (reuse steps p+1..)."""
+def _group_moves(best, back, e, row, origin, p: int, mi: int, cut: int, lands_in: int, total: int) -> None:
+    """Relax every group that starts at p with this move's per-step errors e (reuse steps p+1..),
+    landing in anchor state `lands_in` (what its cache step p holds for a later forecast)."""
     S = len(e)
     cumulative = 0.0
     for last in range(p + 1, S):
@@ -152,11 +172,12 @@ def _group_moves(best, back, e, row, row_q, p: int, mi: int, cut: int, total: in
         skip = (last - p) * cut
         if not math.isfinite(cumulative) or skip > total:
             break
-        _relax_from(best[last + 1, p + 1], back[last + 1, p + 1], row, row_q, skip, cumulative, p, mi)
+        _relax_from(best[last + 1, p + 1, lands_in], back[last + 1, p + 1, lands_in], row, origin, skip,
+                    cumulative, p, mi)
 
 
-def _relax_from(target_row, target_back, row, row_q, skip: int, cost: float, p: int, mi: int) -> None:
-    """_relax with the previous state's q per budget entry (back holds (p, q + 1, move))."""
+def _relax_from(target_row, target_back, row, origin, skip: int, cost: float, p: int, mi: int) -> None:
+    """Keep the cheaper of each budget entry; back holds (p, q + 1, anchor state, move) per entry."""
     width = len(row) - skip
     candidate = row[:width] + cost
     current = target_row[skip:]
@@ -165,5 +186,6 @@ def _relax_from(target_row, target_back, row, row_q, skip: int, cost: float, p: 
         current[better] = candidate[better]
         moved = target_back[skip:]
         moved[better, 0] = p
-        moved[better, 1] = row_q[:width][better]
-        moved[better, 2] = mi
+        moved[better, 1] = origin[0][:width][better]
+        moved[better, 2] = origin[1][:width][better]
+        moved[better, 3] = mi

@@ -106,8 +106,9 @@ def synthetic(steps=6, cuts=(1, 2), seed=0):
 
 
 def brute_force(m, target, options):
-    """Least predicted error over every plan in which each group copies or forecasts (order 1 from
-    its cache step and the plan's previous computed step), scored step by step."""
+    """Least predicted error over every plan in which each group copies or forecasts (order 1 from its
+    cache step and the plan's previous computed step, which must hold the group's range: a lone
+    computed step, or the cache step of a group of the same cut and mode), scored step by step."""
     S, total = m.num_steps, m.num_steps * m.num_blocks
     w = step_weights(m.timeline.sigmas)
 
@@ -127,14 +128,20 @@ def brute_force(m, target, options):
     for plan in plans(0):
         if total / (total - sum(s[1] for s in plan if s and s[0] == "reuse")) < target - 1e-9:
             continue
-        error, computed = 0.0, []
+        error, computed, holds = 0.0, [], {}
         for k, s in enumerate(plan):
             if s is None or s[0] == "cache":
                 computed.append(k)
+                holds[k] = "any" if s is None else s[1:3]
                 continue
             _, cut, mode, f = s
-            anchors = computed[-2:] if f == LINEAR and len(computed) > 1 else computed[-1:]
-            error += w[k] * forecast_error(m, cut, mode, anchors, k, f if len(anchors) > 1 else COPY)
+            if f == LINEAR:
+                if len(computed) < 2 or holds[computed[-2]] not in ("any", (cut, mode)):
+                    error = math.inf
+                    break
+                error += w[k] * forecast_error(m, cut, mode, computed[-2:], k, f)
+            else:
+                error += w[k] * forecast_error(m, cut, mode, computed[-1:], k, COPY)
         best = min(best, error)
     return best
 
@@ -153,7 +160,7 @@ def test_the_search_with_forecasts_is_exact(target):
 def test_with_copies_only_it_is_the_copy_search(target):
     m = synthetic(seed=3)
     options = [(1, "blockdance"), (2, "blockdance"), (2, "delta")]
-    plan, copy = search_with_forecasts(m, target, options, forecasts=(COPY,)), search(m, target, options)
+    plan, copy = search_with_forecasts(m, target, options, forecast=COPY), search(m, target, options)
     assert plan.predicted_error == pytest.approx(copy.predicted_error, rel=1e-9)
     assert plan.steps() == copy.steps() and set(plan.forecasts()) <= {"", "copy"}
 
