@@ -22,7 +22,7 @@ sys.path.append(os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pard
 import bd_browser  # noqa: E402
 import bd_server  # noqa: E402
 import bd_workflows  # noqa: E402
-import bd_examples as examples  # noqa: E402
+from tools import examples  # noqa: E402
 
 ROOT = bd_server.PACK_ROOT
 ARTIFACTS = os.path.join(ROOT, "out", "browser")
