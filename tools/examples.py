@@ -576,6 +576,24 @@ def tiny_sd3_graph(cond_folder: str, seed: int = 7) -> dict:
     return g.to_json(scale=1.0)
 
 
+def tiny_sd3_calibrate_graph(cond_folder: str, seed: int = 11) -> dict:
+    """The browser test's calibration graph: BlockDance Calibrate on the tiny SD3 (10 steps, target
+    1.5x), its heat map in Preview Image and its report on the node itself."""
+    g = Graph("BlockDance · tiny SD3 calibration (browser test)")
+    unet = g.add("UNETLoader", (0, 0), ["tiny_sd3.safetensors", "default"])
+    cond = g.add("LoadTrainingDataset", (0, 140), [cond_folder])
+    zero = g.add("ConditioningZeroOut", (0, 280))
+    g.link(cond, 1, zero, "conditioning")
+    latent = g.add("EmptySD3LatentImage", (0, 380), [64, 64, 1])
+    cal = g.add("BlockDanceCalibrate", (360, 0), [seed, "increment", 10, 2.0, "euler", "simple", "auto", 1.5, ""],
+                size=(360, 560))
+    for src, slot, name in ((unet, 0, "model"), (cond, 1, "positive"), (zero, 0, "negative"), (latent, 0, "latent_image")):
+        g.link(src, slot, cal, name)
+    heat = g.add("PreviewImage", (760, 0), title="Calibration heat map", size=(700, 640))
+    g.link(cal, 1, heat, "images")
+    return g.to_json(scale=1.0)
+
+
 def main(argv=None) -> None:
     os.makedirs(EXAMPLES_DIR, exist_ok=True)
     for name in EXAMPLES:
