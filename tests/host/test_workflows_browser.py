@@ -178,6 +178,9 @@ def test_example_loads_in_the_frontend(server, page, name):
     queued = page.evaluate("async () => (await app.graphToPrompt()).output")
     assert {k: {"class_type": v["class_type"], "inputs": server_inputs(server, v)} for k, v in queued.items()} == \
         bd_workflows.to_api(wf, server.object_info)
+    # The workflow as this frontend saves it gives the same prompt (tests/host/test_workflows runs that prompt).
+    saved = page.evaluate("() => app.graph.serialize()")
+    assert bd_workflows.to_api(saved, server.object_info) == bd_workflows.to_api(wf, server.object_info)
     view = page.evaluate(TITLES_BELOW_TOP_BAR)
     assert view["bars"] >= 2 and view["hidden"] == [], view
     patches = wait_states(page, "s.settled")
