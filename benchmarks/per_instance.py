@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import os
 import statistics
-from typing import List, Optional
+from typing import List
 
 import torch
 
 from . import protocol
 from .calibrate_reference import schedule_path
-from .measure import BlockCounter, node, record_of, recorded_runs
+from .measure import node, record_of, recorded_runs
 from .train_ada import policy_path
 
 

@@ -225,9 +225,10 @@ def measure_calibration(pack, model, ref_model, sampler: str, steps: int):
     sampling = calibration.Sampling(positive, negative, latent, protocol.CALIBRATION_SEED, steps, protocol.CFG,
                                     sampler, protocol.SCHEDULER)
     cuts, _ = calibration.search_options(model, "auto")
-    probes: list = []
-    sampling.run(pack.nodes.patcher.apply_blockdance(model, pack.blockdance_core.probe.ProbePolicy(cuts, probes), "probe"))
-    return probes[-1].measurement()
+    probed, receiver = pack.nodes.telemetry.receiving(
+        pack.nodes.patcher.apply_blockdance(model, pack.blockdance_core.probe.ProbePolicy(cuts), "probe"))
+    sampling.run(probed)
+    return receiver.last.record.result.measurement()
 
 
 def rank_correlation(rows: List[dict]) -> Optional[float]:

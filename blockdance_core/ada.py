@@ -32,7 +32,7 @@ from torch import nn
 
 from . import untrusted
 from .actions import FULL, MODES, StepAction, cache_step, reuse_step
-from .policy import Observation, PolicyRun, StepPolicy
+from .policy import ModelFingerprint, Observation, PolicyRun, StepPolicy
 from .timeline import Timeline
 
 BINS = 32
@@ -61,6 +61,10 @@ class AdaMeta:
     budgets: Tuple[float, ...]     # target speedups it was trained for
     hidden: int = 64
     training: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def fingerprint(self) -> ModelFingerprint:
+        return ModelFingerprint(self.family, self.num_blocks, None, self.latent_channels, self.cond_width)
 
     def to_metadata(self) -> dict:
         data = asdict(self)
@@ -179,42 +183,47 @@ class AdaPolicy(StepPolicy):
     meta: AdaMeta
     target_speedup: float
     label: str = "ada"
-    sample: bool = False           # training: Bernoulli masks; test: decoded
+    sample: bool = False           # training: Bernoulli masks (the trainer puts the network in train mode); test: decoded
     decode: str = "budget"         # "budget": the target's number of reuse steps; "threshold": m > 0.5 computes
-    sink: list = field(default_factory=list, compare=False)   # training collects each run here
-    # training: where the masks' randomness comes from. Not the global generator: sampling reseeds it
-    # for the noise (comfy.sample.prepare_noise), which would give every rollout of an item one mask.
-    generator: Optional[torch.Generator] = field(default=None, compare=False)
+    # training: the seed the rollout's mask and dropout draw from (the trainer draws it per rollout). Not
+    # the global generator: sampling reseeds it for the noise (comfy.sample.prepare_noise), which would
+    # give every rollout of an item one mask.
+    mask_seed: Optional[int] = None
     name = "ada"
 
     def ranges(self, num_blocks: int):
         return ((range(self.meta.cut), self.meta.mode),)
 
     def start(self, timeline: Timeline, num_blocks: int) -> "AdaRun":
-        run = AdaRun(self, timeline)
-        if self.sample:
-            self.sink.append(run)
-        return run
+        return AdaRun(self, timeline)
 
     def describe(self, num_blocks: int) -> dict:
         return {"policy": self.label, "target": f"{self.target_speedup:g}x"}
 
-    def check_model(self, family: str, num_blocks: int) -> None:
-        m = self.meta
-        if m.family != family or m.num_blocks != num_blocks:
-            raise AdaError(f"policy {self.label!r} was trained for {m.family} with {m.num_blocks} blocks; this model "
-                           f"is {family} with {num_blocks} blocks. Train one for it with BlockDance Ada Train.")
+    def check_model(self, model: ModelFingerprint) -> None:
+        mine = self.meta.fingerprint
+        if mine.mismatches(model):
+            raise AdaError(f"policy {self.label!r} was trained for {mine.describe()}; this model is "
+                           f"{model.describe()}. Train one for it with BlockDance Ada Train.")
+
+
+SEED_RANGE = 2 ** 62   # mask seeds are drawn below this
+
+
+def draw_seed(generator: torch.Generator) -> int:
+    """The next rollout's mask seed from the trainer's generator."""
+    return int(torch.randint(0, SEED_RANGE, (1,), generator=generator))
 
 
 @contextlib.contextmanager
-def own_randomness(generator: Optional[torch.Generator]):
-    """Dropout and the Bernoulli masks draw from `generator` (when given), and the sampler's global
-    random stream is left as it was, so a policy in training never shifts the sampling noise."""
-    if generator is None:
+def own_randomness(seed: Optional[int]):
+    """Dropout and the Bernoulli masks draw from `seed` (when given), and the sampler's global random
+    stream is left as it was, so a policy in training never shifts the sampling noise."""
+    if seed is None:
         yield
         return
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(torch.randint(0, 2 ** 62, (1,), generator=generator)))
+        torch.manual_seed(seed)
         yield
 
 
@@ -272,8 +281,7 @@ class AdaRun(PolicyRun):
                            f"{tuple(x.shape) if x is not None else 'unknown'}")
         rows = x.shape[0]
         positions = list(self.timeline.positions[self.rho_step:])
-        p.net.train(p.sample)   # dropout only while training
-        with autograd() if p.sample else torch.no_grad(), own_randomness(p.generator if p.sample else None):
+        with autograd() if p.sample else torch.no_grad(), own_randomness(p.mask_seed if p.sample else None):
             features = (latent_features(x), cond_features(seen.context, rows, m.cond_width, p.label),
                         scalars(self.timeline.positions[seen.step], self.timeline.sigmas[seen.step],
                                 self.timeline.num_steps, p.target_speedup, rows))
@@ -298,6 +306,10 @@ class AdaRun(PolicyRun):
         computes = torch.ones_like(step_probs)
         computes[torch.argsort(step_probs, stable=True)[:reuse]] = 0.0
         return computes
+
+    def result(self) -> "AdaRun":
+        """Training reads what the network saw (`features`) and `log_prob` from the run's record."""
+        return self
 
     def summary(self) -> dict:
         if self.computes is None:

@@ -18,7 +18,7 @@ from typing import List, Optional, Tuple
 
 from . import untrusted
 from .actions import FULL, MODES, StepAction, cache_step, reuse_step
-from .policy import PlannedRun, PolicyRun, StepPolicy
+from .policy import ModelFingerprint, PlannedRun, PolicyRun, StepPolicy
 from .timeline import Timeline
 from .tree import tree_leaves
 
@@ -111,13 +111,20 @@ class Schedule:
                 k += 1
         return "\n".join(lines) if lines else "no reuse"
 
+    @property
+    def fingerprint(self) -> ModelFingerprint:
+        """The model it was measured on (width 0 in an old file: unknown, not checked)."""
+        return ModelFingerprint(self.family, self.num_blocks, self.width or None)
+
     def check_model(self, family: str, num_blocks: int, width: Optional[int], source: str = "") -> None:
         """Refuse to drive a model other than the one the schedule was measured on."""
-        mine = f"{self.family}, {self.num_blocks} blocks, width {self.width}"
-        theirs = f"{family}, {num_blocks} blocks" + (f", width {width}" if width else "")
-        if self.family != family or self.num_blocks != num_blocks or (width and self.width and width != self.width):
-            raise ScheduleError(f"schedule {source or self.name!r} was measured on {mine}; this model is {theirs}. "
-                                "Calibrate a schedule for this model with BlockDance Calibrate.")
+        self.check_fingerprint(ModelFingerprint(family, num_blocks, width or None), source)
+
+    def check_fingerprint(self, model: ModelFingerprint, source: str = "") -> None:
+        mine = self.fingerprint
+        if mine.mismatches(model):
+            raise ScheduleError(f"schedule {source or self.name!r} was measured on {mine.describe()}; this model is "
+                                f"{model.describe()}. Calibrate a schedule for this model with BlockDance Calibrate.")
 
     # ---------------------------------------------------------------------------------- JSON
     def to_json(self) -> dict:
@@ -194,13 +201,14 @@ class SchedulePolicy(StepPolicy):
     def describe(self, num_blocks: int) -> dict:
         return {"schedule": self.schedule.name}
 
-    def check_model(self, family: str, num_blocks: int) -> None:
-        self.schedule.check_model(family, num_blocks, None)
+    def check_model(self, model: ModelFingerprint) -> None:
+        self.schedule.check_fingerprint(model)
 
 
 class ScheduleRun(PlannedRun):
-    """A placed schedule that checks, at the first forward, that the blocks are as wide as the ones it
-    was measured on (the width is known only once a block input exists)."""
+    """A placed schedule that checks again, at the first forward, that the blocks are as wide as the
+    ones it was measured on (the second line behind the check when patching, for a model whose
+    adapter cannot read its width)."""
 
     def __init__(self, plan: List[StepAction], schedule: Schedule):
         super().__init__(plan)

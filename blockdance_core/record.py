@@ -6,7 +6,7 @@ are all drawn from `to_dict()`, never re-derived from the plan.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import List, Optional, Set
+from typing import Any, List, Optional, Set
 
 
 @dataclass
@@ -50,6 +50,9 @@ class RunRecord:
     cache_peak_bytes: int = 0
     notes: List[str] = field(default_factory=list)   # said once per run: what the user should know
     extra: dict = field(default_factory=dict)         # what the policy's decisions were (e.g. Ada's mask)
+    # What the policy's run leaves for its caller (PolicyRun.result: a probe's measurement, a training
+    # rollout); never serialised, never in the log line.
+    result: Any = field(default=None, repr=False, compare=False)
 
     def step(self, index: Optional[int]) -> StepRecord:
         return self.offgrid if index is None else self.steps[index]

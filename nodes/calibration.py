@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Callable, Optional, Tuple
 
 import torch
 
@@ -27,6 +27,7 @@ from ..blockdance_core.quality import latent_psnr
 from ..blockdance_core.search import Plan, search
 from .families import detect
 from .patcher import apply_blockdance
+from .telemetry import receiving
 
 MODE_CHOICES = ("auto", *MODES)
 
@@ -108,10 +109,10 @@ def calibrate(model, sampling: Sampling, target_speedup: float, mode: str = "aut
               on_step: Optional[Callable[[], None]] = None) -> Calibration:
     cuts, options = search_options(model, mode)
     family = detect(model.get_model_object("diffusion_model"))
-    probes: list = []
     clock = time.perf_counter()
-    reference = sampling.run(apply_blockdance(model, ProbePolicy(cuts, probes), "probe"), on_step=on_step)
-    measurement = probes[-1].measurement()
+    probed, receiver = receiving(apply_blockdance(model, ProbePolicy(cuts), "probe"))
+    reference = sampling.run(probed, on_step=on_step)
+    measurement = receiver.last.record.result.measurement()
     seconds = {"measuring run": time.perf_counter() - clock}
     clock = time.perf_counter()
     plan = search(measurement, target_speedup, options)

@@ -22,11 +22,13 @@ def apply_blockdance(model, policy: StepPolicy, mode: str, node_id=None):
     diffusion_model = model.get_model_object("diffusion_model")
     family = detect(diffusion_model)
     blocks = family.blocks(diffusion_model)
-    policy.check_model(family.name, len(blocks))
+    policy.check_model(family.fingerprint(diffusion_model, _latent_channels(model)))
     spec = PatchSpec(policy, len(blocks), family.batch_dim, tuple(family.stages.index(s) for s, _ in blocks))
     _check_delta(policy, family, blocks)
     hooked = [(index, *blocks[index]) for index in spec.hooked_blocks]
-    hook_keys = tuple((stage.replace_name, local) for _, stage, local in hooked if stage.replace_name is not None)
+    for index, stage, local in hooked:
+        stage.delivery.check(family.block(diffusion_model, stage, local), f"{family.name} {stage.container}[{local}]")
+    hook_keys = tuple(key for _, stage, local in hooked if (key := stage.delivery.hook_key(local)) is not None)
     description = PatchDescription(spec, family, mode, hook_keys, node_id, family.residual_reason(diffusion_model))
 
     patched = model.clone()
@@ -38,8 +40,8 @@ def apply_blockdance(model, policy: StepPolicy, mode: str, node_id=None):
     transformer_options[DESCRIPTION_KEY] = description
     dit = transformer_options.get("patches_replace", {}).get("dit", {})
     for index, stage, local in hooked:
-        if stage.replace_name is None:
-            continue  # reached through the container swap
+        if stage.delivery.swaps:
+            continue  # reached through the per-forward container swap (nodes/swap.py)
         existing = dit.get((stage.replace_name, local))
         if existing is not None:
             logger.warning("BlockDance: %s %d already has a patch from another node; it runs inside "
@@ -49,6 +51,15 @@ def apply_blockdance(model, policy: StepPolicy, mode: str, node_id=None):
     for wrapper_type, wrapper in WRAPPERS:
         patched.add_wrapper_with_key(wrapper_type, WRAPPER_KEY, wrapper)
     return patched
+
+
+def _latent_channels(model):
+    """The channels of the latent the sampler hands the model (the model's latent format)."""
+    try:
+        channels = model.get_model_object("latent_format").latent_channels
+    except AttributeError:
+        return None
+    return channels if isinstance(channels, int) else None
 
 
 def _check_delta(policy: StepPolicy, family, blocks) -> None:

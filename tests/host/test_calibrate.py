@@ -4,7 +4,7 @@ import os
 import pytest
 import torch
 
-from helpers import BlockCounter, LogCapture, node, patch, sample, sample_recorded
+from helpers import BlockCounter, LogCapture, node, sample, sample_recorded
 
 
 @pytest.fixture(scope="module")

@@ -195,3 +195,31 @@ def test_checkpoint_loaded_by_stock_unet_loader(pack, tiny, tmp_path, family):
     out, record = sample_recorded(pack, patched, tm)
     assert_finite(out)
     assert len(record.steps_reused) > 0
+
+
+def test_the_fingerprint_read_when_patching_is_what_a_run_sees(pack, tm):
+    """Issue 16 item 4: each family adapter reads the blocks' width, the latent's channels and the
+    conditioning's width from the model when patching (what schedules and policies are checked
+    against), and they are what a run's forwards carry."""
+    core = sys.modules[f"{PACK_MODULE}.blockdance_core"]
+    telemetry = sys.modules[f"{PACK_MODULE}.nodes.telemetry"]
+    patcher = sys.modules[f"{PACK_MODULE}.nodes.patcher"]
+    seen = {}
+
+    class SeeingRun(core.probe.ProbeRun):
+        def decide(self, observation):
+            seen.setdefault("latent_channels", int(observation.x.shape[1]))
+            seen.setdefault("cond_width", int(observation.context.shape[-1]))
+            return super().decide(observation)
+
+    class Seeing(core.probe.ProbePolicy):
+        def start(self, timeline, num_blocks):
+            return SeeingRun(self.cuts, timeline, num_blocks, self.max_values)
+
+    family = family_of(tm.patcher)
+    fingerprint = family.fingerprint(tm.patcher.get_model_object("diffusion_model"), patcher._latent_channels(tm.patcher))
+    probed, receiver = telemetry.receiving(patcher.apply_blockdance(tm.patcher, Seeing((1,)), "probe"))
+    sample(probed, tm, steps=2)
+    width = receiver.last.record.result.width
+    assert fingerprint == core.policy.ModelFingerprint(family.name, tm.num_blocks, width, seen["latent_channels"],
+                                                       seen["cond_width"])
