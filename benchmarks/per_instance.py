@@ -20,6 +20,7 @@ import torch
 
 from . import protocol
 from .calibrate_reference import schedule_path
+from .configs import Config, Workload, evaluate, sample, time_in_lockstep
 from .measure import node, record_of, recorded_runs
 from .train_ada import policy_path
 
@@ -31,7 +32,6 @@ def _patched(pack, model, **inputs):
 def fit_gate(pack, model, ref_model, contexts, sampler, steps, target, cut, mode) -> float:
     """The smallest gate threshold whose mean ideal speedup over calibration digits (one per class,
     each sampled alone) reaches `target`."""
-    from .run import Workload, sample, Config
     import comfy.sample
     null = ref_model.null_class
     items = []
@@ -57,7 +57,6 @@ def fit_gate(pack, model, ref_model, contexts, sampler, steps, target, cut, mode
 
 def per_instance_rows(pack, model, ref_model, contexts, sampler: str, steps: int, quick: bool, labels, fidelity,
                       seed: int, repeats: int, classifier, real_features) -> List[dict]:
-    from .run import Config, Workload, evaluate, sample, time_in_lockstep
     items = [Workload(fidelity.noise[i:i + 1], fidelity.latent[i:i + 1], [[fidelity.positive[0][0][i:i + 1], {}]],
                       fidelity.negative) for i in range(len(labels))]
     policy = None

@@ -10,7 +10,6 @@ Fidelity is the PSNR of the decoded digits. Ideal speedups are from block execut
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 
@@ -75,7 +74,7 @@ def main(argv=None) -> int:
             sampler_name=sampler, scheduler=scheduler, mode="auto", target_speedup=args.target).result
         base, _ = run(model, steps, sampler, scheduler, cfg)
         out, record = run(patch_with(schedule), steps, sampler, scheduler, cfg)
-        fewer = max(1, math.floor(steps / record.ideal_speedup + 1e-9))
+        fewer = pack.blockdance_core.budget.fewer_steps(steps, record.ideal_speedup)
         fewer_out, _ = run(model, fewer, sampler, scheduler, cfg)
         moved, moved_record = run(patch_with(shipped), steps, sampler, scheduler, cfg)
         cal = float(psnr_per_image(out, base).mean())

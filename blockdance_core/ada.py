@@ -33,9 +33,11 @@ from torch import nn
 from . import untrusted
 from .actions import FULL, MODES, StepAction, cache_step, reuse_step
 from .policy import ModelFingerprint, Observation, PolicyRun, StepPolicy
-from .timeline import Timeline
+from .budget import blocks_to_save
+from .timeline import POSITION_EPS, Timeline, bin_of
 
 BINS = 32
+DEFAULT_LAM = 2.0            # reward weight of quality against saved compute (BlockDance Ada Train's)
 FORMAT = "blockdance-ada"
 MAX_HIDDEN = 4096            # the shipped policies use 64
 MAX_CHANNELS = 1024
@@ -132,7 +134,12 @@ class AdaNet(nn.Module):
 
     def forward(self, latent: torch.Tensor, cond: torch.Tensor, scalars: torch.Tensor) -> torch.Tensor:
         """Logits of 'this stretch computes', [batch, bins]."""
-        return self.plan(scalars) + self.correction(torch.cat([latent, cond @ self.projection], dim=1))
+        plan, correction = self.parts(latent, cond, scalars)
+        return plan + correction
+
+    def parts(self, latent: torch.Tensor, cond: torch.Tensor, scalars: torch.Tensor):
+        """(static plan logits, per-instance correction): the warm start penalises the correction alone."""
+        return self.plan(scalars), self.correction(torch.cat([latent, cond @ self.projection], dim=1))
 
 
 def latent_features(x: torch.Tensor) -> torch.Tensor:
@@ -160,21 +167,26 @@ def cond_features(context: Optional[torch.Tensor], rows: int, width: int, label:
     return c if c.shape[0] == rows else c.mean(0, keepdim=True).expand(rows, width)
 
 
+def budget_feature(target: float) -> float:
+    """The target speedup as the network reads it (the fourth scalar)."""
+    return (target - 1) / 3
+
+
 def scalars(position: float, sigma: float, steps: int, target: float, rows: int) -> torch.Tensor:
-    values = [position, math.log1p(max(sigma, 0.0)), math.log(max(steps, 1)) / math.log(100), (target - 1) / 3]
+    values = [position, math.log1p(max(sigma, 0.0)), math.log(max(steps, 1)) / math.log(100), budget_feature(target)]
     return torch.tensor(values, dtype=torch.float32).expand(rows, 4)
 
 
 def rho_step(positions, rho: float) -> int:
     """The step where a policy deciding at `rho` plans: the first at or after rho on the timeline,
     never step 0 (nothing is cached yet); len(positions) when no step is left."""
-    return next((k for k, p in enumerate(positions) if p >= rho - 1e-9 and k >= 1), len(positions))
+    return next((k for k, p in enumerate(positions) if p >= rho - POSITION_EPS and k >= 1), len(positions))
 
 
 def read_bins(bins: torch.Tensor, positions: List[float]) -> torch.Tensor:
     """Per-bin values at timeline positions (a plan made on normalised time, read for any run)."""
     n = bins.shape[-1]
-    return bins[..., [min(n - 1, int(p * n + 1e-9)) for p in positions]]
+    return bins[..., [bin_of(p, n) for p in positions]]
 
 
 @dataclass(frozen=True)
@@ -300,8 +312,7 @@ class AdaRun(PolicyRun):
 
     def _budget(self, step_probs: torch.Tensor) -> torch.Tensor:
         """Reuse the steps least likely to need computing, as many as reach the target speedup."""
-        total = self.timeline.num_steps * self.policy.meta.num_blocks
-        need = math.ceil(total * (1 - 1 / self.policy.target_speedup) - 1e-9)
+        need = blocks_to_save(self.timeline.num_steps * self.policy.meta.num_blocks, self.policy.target_speedup)
         reuse = min(len(step_probs), math.ceil(need / self.policy.meta.cut))
         computes = torch.ones_like(step_probs)
         computes[torch.argsort(step_probs, stable=True)[:reuse]] = 0.0

@@ -19,7 +19,7 @@ from typing import List, Optional, Tuple
 from . import untrusted
 from .actions import FULL, MODES, StepAction, cache_step, reuse_step
 from .policy import ModelFingerprint, PlannedRun, PolicyRun, StepPolicy
-from .timeline import Timeline
+from .timeline import POSITION_EPS, Timeline
 from .tree import tree_leaves
 
 FORMAT = "blockdance-schedule"
@@ -251,7 +251,7 @@ def place(schedule: Schedule, timeline: Timeline) -> List[StepAction]:
 
 def _index_at(positions: List[float], p: float) -> int:
     """The last calibrated step at or before position p (positions are sorted); the first if none."""
-    return max(0, bisect.bisect_right(positions, p + 1e-9) - 1)
+    return max(0, bisect.bisect_right(positions, p + POSITION_EPS) - 1)
 
 
 def _next_reuse(schedule: Schedule, positions: List[float], timeline: Timeline, k: int) -> Optional[Tuple[int, str]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import List, Sequence
 
 from .actions import FULL, StepAction, cache_step, reuse_step
-from .timeline import Timeline
+from .timeline import Timeline, bin_of
 
 
 def group_reuse(timeline: Timeline, N: int, start: float, end: float) -> List[bool]:
@@ -38,5 +38,4 @@ def resample(values: Sequence, timeline: Timeline) -> list:
     """A per-step sequence made for len(values) evenly spaced steps, read at each step's position on
     the timeline, so a plan made for one step count still serves another."""
     values = list(values)
-    n = len(values)
-    return [values[min(n - 1, int(p * n + 1e-9))] for p in timeline.positions]
+    return [values[bin_of(p, len(values))] for p in timeline.positions]

@@ -20,10 +20,9 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
+from .actions import MODES
+from .budget import blocks_to_save, ideal_speedup
 from .probe import Measurement
-
-MODES = ("blockdance", "delta")
-
 
 @dataclass(frozen=True)
 class Group:
@@ -52,7 +51,7 @@ class Plan:
     @property
     def ideal_speedup(self) -> float:
         total = self.num_steps * self.num_blocks
-        return total / (total - self.skipped)
+        return ideal_speedup(total, total - self.skipped)
 
     @property
     def predicted_error(self) -> float:
@@ -91,7 +90,7 @@ def search(measurement: Measurement, target_speedup: float, options: Sequence[Tu
         raise ValueError(f"target_speedup={target_speedup!r} must be >= 1.0")
     S, L = measurement.num_steps, measurement.num_blocks
     total = S * L
-    need = max(0, math.ceil(total * (1 - 1 / target_speedup) - 1e-9))
+    need = blocks_to_save(total, target_speedup)
     options = tuple(options) or tuple((c, m) for m in MODES for c in measurement.cuts)
     w = step_weights(measurement.timeline.sigmas, weights)
     errors: Dict[Tuple[int, str], np.ndarray] = {

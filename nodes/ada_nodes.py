@@ -106,7 +106,7 @@ class BlockDanceAdaTrain(io.ComfyNode):
         family = detect(diffusion_model)
         context = positive[0][0]
         meta = ada.AdaMeta(family.name, len(family.blocks(diffusion_model)), int(samples.shape[1]),
-                           int(context.shape[-1]), rho, cut, mode, 2.0, targets)
+                           int(context.shape[-1]), rho, cut, mode, lam=ada.DEFAULT_LAM, budgets=targets)
         progress = comfy.utils.ProgressBar(iterations)
         net, log = train(model, items, meta, iterations, rollouts, seed=seed,
                          progress=lambda i, n, entry: progress.update_absolute(i, n), quality=reward_quality)

@@ -25,6 +25,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import torch
 
 from ..blockdance_core import ada
+from ..blockdance_core.budget import saved_share
 from ..blockdance_core.probe import ProbePolicy
 from ..blockdance_core.quality import MAX_PSNR, latent_psnr, psnr_quality
 from ..blockdance_core.search import search
@@ -149,8 +150,8 @@ def train(model, items: Sequence[Item], meta: ada.AdaMeta, iterations: int, roll
             for _ in range(rollouts):
                 out, record, run = _rollout(model, item, net, meta, budget, sample=True, masks=masks)
                 psnr = latent_psnr(out, item.reference)
-                saved = 1 - 1 / record.ideal_speedup
-                wanted = 1 - 1 / budget
+                saved = saved_share(record.ideal_speedup)
+                wanted = saved_share(budget)
                 reward = 1 - abs(saved - wanted) / wanted + meta.lam * quality(out, item.reference)
                 rewards.append(reward)
                 log_probs.append(run.log_prob)
@@ -193,9 +194,9 @@ def _fit_plans(net, data, epochs: int, shrink: float) -> None:
         loss = 0.0
         for (latent, cond, scalars), budget, target in data:
             s = scalars.clone()
-            s[:, 3] = (budget - 1) / 3
-            correction = net.correction(torch.cat([latent, cond @ net.projection], dim=1))
-            logits = (net.plan(s) + correction).mean(0)
+            s[:, 3] = ada.budget_feature(budget)
+            plan, correction = net.parts(latent, cond, s)
+            logits = (plan + correction).mean(0)
             loss = loss + torch.nn.functional.binary_cross_entropy_with_logits(logits, target)
             loss = loss + shrink * correction.pow(2).mean()
         opt.zero_grad()

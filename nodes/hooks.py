@@ -140,7 +140,9 @@ def predict_noise_wrapper(executor, *args, **kwargs):
 
 
 def _chunk_keys(transformer_options) -> list:
-    keys = list(transformer_options.get("uuids") or transformer_options.get("cond_or_uncond") or [])
+    """One key per conditioning chunk of the forward: core's calc_cond_batch (v0.8.0 and 0.33.0, also its
+    multi-GPU variant) sets "uuids" beside "cond_or_uncond" in every forward it makes."""
+    keys = list(transformer_options.get("uuids") or [])
     window = transformer_options.get("context_window")
     if window is not None and hasattr(window, "index_list"):
         keys = [(k, tuple(window.index_list)) for k in keys]

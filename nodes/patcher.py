@@ -8,6 +8,7 @@ import comfy.patcher_extension as patcher_extension
 from ..blockdance_core import BlockDanceConfigError, PatchSpec, StepPolicy
 from .description import DESCRIPTION_KEY, PatchDescription
 from .families import detect
+from .families.base import delta_reaches
 from .hooks import WRAPPER_KEY, BlockPatch, apply_model_wrapper, outer_sample_wrapper, predict_noise_wrapper
 
 logger = logging.getLogger("BlockDance")
@@ -69,11 +70,11 @@ def _check_delta(policy: StepPolicy, family, blocks) -> None:
         if mode != "delta":
             continue
         last = block_range[-1]
-        if not blocks[last][0].delta_ok:
-            last_ok = max((i for i, (s, _) in enumerate(blocks) if s.delta_ok), default=-1)
+        if not delta_reaches(blocks, last + 1):
+            cuts_ok = max((c for c in range(1, num_blocks + 1) if delta_reaches(blocks, c)), default=0)
             raise BlockDanceConfigError(
-                f"delta mode on {family.name} needs the cache point within the first {last_ok + 1} of its "
-                f"{num_blocks} blocks (depth <= {(last_ok + 1) / num_blocks:.2f}); the chosen depth puts it at "
+                f"delta mode on {family.name} needs the cache point within the first {cuts_ok} of its "
+                f"{num_blocks} blocks (depth <= {cuts_ok / num_blocks:.2f}); the chosen depth puts it at "
                 f"block {last}, whose layout the block-0 input does not map onto. "
                 "Lower depth or use mode=blockdance.")
 

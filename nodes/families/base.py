@@ -94,6 +94,12 @@ class Family:
         return out
 
 
+def delta_reaches(blocks: List[Tuple[Stage, int]], cut: int) -> bool:
+    """Whether delta may keep the change of blocks 0..cut-1: the block-0 input maps onto the layout of
+    block cut-1 (`blocks` as Family.blocks gives them)."""
+    return blocks[cut - 1][0].delta_ok
+
+
 def _int_at(obj: Any, path: str) -> Optional[int]:
     value = get_attr_path(obj, path) if path else None
     return int(value) if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None

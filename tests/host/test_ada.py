@@ -69,7 +69,7 @@ def test_a_policy_for_another_model_is_refused(pack, tiny, trained):
     policy, _, _ = trained
     sd3 = tiny.build("sd3", seed=0)
     errors = sys.modules[f"{pack.__name__}.blockdance_core.ada"]
-    with pytest.raises(errors.AdaError, match="trained for wan with 6 blocks; this model is sd3 with 4 blocks"):
+    with pytest.raises(errors.AdaError, match="trained for wan, 6 blocks, latent channels 16, conditioning width 4096; this model is sd3, 4 blocks"):
         patched(pack, sd3.patcher, policy)
 
 

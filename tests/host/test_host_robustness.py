@@ -102,7 +102,7 @@ def test_a_patch_placed_after_blockdance_on_block_0_disables_it_cleanly(pack, fl
 def residual_control(tokens, width, inputs, outputs, scale=0.3):
     """A ControlNet as a DiT forward sees it: fixed residuals (one hint, as a real ControlNet's) added
     in place after blocks ('input' after Flux double blocks, 'output' after Flux single / SD3 joint
-    blocks; flux/model.py:218-262, mmdit.py:979-984)."""
+    blocks; Flux.forward_orig and MMDiT.forward_core_with_concat, core v0.8.0)."""
     from comfy.controlnet import ControlBase
 
     class Control(ControlBase):
