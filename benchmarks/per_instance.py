@@ -66,7 +66,7 @@ def per_instance_rows(pack, model, ref_model, contexts, sampler: str, steps: int
         policy = pack.nodes.ada_nodes.LoadedPolicy(net, meta, os.path.splitext(os.path.basename(path))[0])
     cut, mode = (policy.meta.cut, policy.meta.mode) if policy else (ref_model.num_blocks, "delta")
     configs = [Config("baseline", {"per_sample": True}, steps, model)]
-    Schedule = pack.blockdance_core.calibrated.Schedule
+    Schedule = pack.blockdance_core.schedule.Schedule
     for target in ((2.0,) if quick else protocol.TARGETS):
         schedule = Schedule.load(schedule_path(ref_model.name, sampler, target))
         configs.append(Config("calibrated", {"target_speedup": target, "per_sample": True}, steps,

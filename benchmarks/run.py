@@ -70,7 +70,7 @@ def build_configs(pack, model, steps: int, quick: bool, sampler: str, model_name
         if not os.path.isfile(path):
             raise SystemExit(f"{path} is missing: make the shipped schedules with "
                              f"python -m benchmarks.calibrate_reference --model {model_name}")
-        schedule = pack.blockdance_core.calibrated.Schedule.load(path)
+        schedule = pack.blockdance_core.schedule.Schedule.load(path)
         patched = node(pack, "BlockDancePatch").execute(model, "blockdance", 0.75, 2, 0.4, 0.95, schedule=schedule)
         configs.append(Config("calibrated", {"target_speedup": target}, steps, patched.result[0]))
     thresholds = (0.1,) if quick else (0.05, 0.1, 0.2)

@@ -8,9 +8,9 @@ from .config import DEFAULTS, BlockDanceConfig, BlockDanceConfigError
 from .engine import PatchSpec, SamplingRun
 from .policy import GroupPolicy, MaskPolicy, Observation, PlannedRun, PolicyRun, StepPolicy
 from .record import RunRecord, StepRecord, parse_log_line
-from .schedule import group_reuse, plan_from_reuse, resample
+from .plans import group_reuse, plan_from_reuse, resample
 from .timeline import StepClock, Timeline
-from . import ada, budget, calibrated, gate, heatmap, probe, search  # noqa: E402  (policies and calibration, by module)
+from . import ada, budget, gate, heatmap, probe, schedule, search  # noqa: E402  (policies and calibration, by module)
 
 __all__ = [
     "FULL", "MODES", "StepAction", "StepKind", "cache_step", "reuse_step",

@@ -16,7 +16,7 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 from .actions import StepAction
 from .config import BlockDanceConfig, BlockDanceConfigError, check_depth, check_mode, skipped_blocks
-from .schedule import group_reuse, plan_from_reuse, resample
+from .plans import group_reuse, plan_from_reuse, resample
 from .timeline import Timeline
 from .tree import tree_clone
 

@@ -21,7 +21,7 @@ import torch
 
 from ..blockdance_core import MODES
 from ..blockdance_core.budget import fewer_steps
-from ..blockdance_core.calibrated import Schedule, SchedulePolicy
+from ..blockdance_core.schedule import Schedule, SchedulePolicy
 from ..blockdance_core.heatmap import render
 from ..blockdance_core.probe import Measurement, ProbePolicy, candidate_cuts
 from ..blockdance_core.quality import latent_psnr

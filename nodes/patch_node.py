@@ -4,7 +4,7 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from ..blockdance_core import DEFAULTS, MODES, BlockDanceConfig, GroupPolicy
-from ..blockdance_core.calibrated import SchedulePolicy
+from ..blockdance_core.schedule import SchedulePolicy
 from .patcher import apply_blockdance
 from .types import Policy, Schedule
 

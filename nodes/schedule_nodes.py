@@ -7,7 +7,7 @@ import comfy.samplers
 import comfy.utils
 from comfy_api.latest import io, ui
 
-from ..blockdance_core.calibrated import Schedule
+from ..blockdance_core.schedule import Schedule
 from . import paths
 from .calibration import MODE_CHOICES, Sampling, calibrate
 from .types import Schedule as ScheduleType

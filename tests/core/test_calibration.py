@@ -6,7 +6,7 @@ import torch
 
 from blockdance_core import PatchSpec, Timeline
 from blockdance_core.policy import ModelFingerprint
-from blockdance_core.calibrated import Schedule, SchedulePolicy, ScheduleError, ScheduleStep, place
+from blockdance_core.schedule import Schedule, SchedulePolicy, ScheduleError, ScheduleStep, place
 from blockdance_core.heatmap import render
 from blockdance_core.probe import Measurement, ProbePolicy, candidate_cuts
 from blockdance_core.search import BudgetUnreachable, predicted_error, search, step_weights

@@ -154,7 +154,7 @@ BAD_SCHEDULE_FILES = {
 def test_malformed_schedule_files_name_the_file_and_what_is_wrong(pack, blockdance_folder, name):
     data, why = BAD_SCHEDULE_FILES[name]
     (blockdance_folder / name).write_bytes(data)
-    with pytest.raises(core(pack, "calibrated").ScheduleError, match=why) as err:
+    with pytest.raises(core(pack, "schedule").ScheduleError, match=why) as err:
         node(pack, "BlockDanceScheduleLoader").execute(name)
     assert str(blockdance_folder / name) in str(err.value)
 
@@ -162,7 +162,7 @@ def test_malformed_schedule_files_name_the_file_and_what_is_wrong(pack, blockdan
 def test_an_oversized_schedule_file_is_refused_unread(pack, blockdance_folder):
     with open(blockdance_folder / "big.json", "wb") as f:
         f.truncate(5 * 2**20)
-    with pytest.raises(core(pack, "calibrated").ScheduleError, match="big.json: 5242880 bytes; a schedule is at most"):
+    with pytest.raises(core(pack, "schedule").ScheduleError, match="big.json: 5242880 bytes; a schedule is at most"):
         node(pack, "BlockDanceScheduleLoader").execute("big.json")
 
 
@@ -209,7 +209,7 @@ def test_policy_tensors_must_match_their_names(pack, blockdance_folder):
 # ------------------------------------------------------------------------------------ C9
 def test_a_schedule_for_blocks_of_another_width_is_refused(pack, wan):
     """Refused when patching (issue 16 item 4), naming both sides; the first forward checks again."""
-    calibrated = core(pack, "calibrated")
+    calibrated = core(pack, "schedule")
     schedule = calibrated.Schedule.from_json(toy_schedule_json(num_blocks=6, width=64), "toy.json")
     with pytest.raises(calibrated.ScheduleError, match="measured on wan, 6 blocks, width 64; this model is wan, "
                                                        "6 blocks, width 128"):
@@ -359,7 +359,7 @@ def test_worst_case_previews_never_stall_the_server(server):
 
 
 def test_schedules_are_parsed_once_per_file_version(pack, blockdance_folder, monkeypatch):
-    routes, calibrated = pack_module(pack, "routes"), core(pack, "calibrated")
+    routes, calibrated = pack_module(pack, "routes"), core(pack, "schedule")
     path = blockdance_folder / "cached.json"
     path.write_text(json.dumps(toy_schedule_json()))
     loads, real = [], calibrated.Schedule.load.__func__
