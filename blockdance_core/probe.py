@@ -169,3 +169,19 @@ class Measurement:
             if self.num_steps > 1:
                 out[i, 1:] = ((feat[1:] - feat[:-1]).abs().sum(-1) / feat[1:].abs().sum(-1).clamp_min(1e-12)).mean(-1)
         return out
+
+
+def forecast_error(measurement: "Measurement", cut: int, mode: str, anchors: Sequence[int], step: int,
+                   forecast, coordinate: str = "sigma") -> float:
+    """The measured relative L1 error of forecasting F_c at `step` from the computed `anchors` (steps,
+    oldest first), as reuse_error does for a copy: blockdance forecasts the cut's output, delta the
+    skipped blocks' own change (added to the current input)."""
+    from .forecast import weights
+    coords = measurement.timeline.sigmas if coordinate == "sigma" else measurement.timeline.positions
+    w = torch.tensor(weights([coords[a] for a in anchors], coords[step], forecast), dtype=torch.float32)
+    feat, base = measurement.features[cut], measurement.bases[cut]
+    idx = list(anchors)
+    own = feat[idx] - base[idx] if mode == "delta" else feat[idx]          # [anchors, rows, values]
+    predicted = torch.einsum("a,arv->rv", w, own) + (base[step] if mode == "delta" else 0)
+    norm = feat[step].abs().sum(-1).clamp_min(1e-12)
+    return float(((predicted - feat[step]).abs().sum(-1) / norm).mean())

@@ -15,7 +15,7 @@ from .ada_training import SEED_SPACE, Item, check_rho, choose_action, train
 from .calibration import Sampling
 from .families import detect
 from .timeline import timeline_of
-from .types import Policy
+from .types import Policy, schema
 
 
 class LoadedPolicy:
@@ -28,18 +28,24 @@ class LoadedPolicy:
         return ada.AdaPolicy(self.net, self.meta, target_speedup, self.name)
 
 
+NO_POLICY = "none yet: train one with BlockDance Ada Train"
+
+
 class BlockDanceAdaLoader(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="BlockDanceAdaLoader",
-            display_name="BlockDance Ada Loader",
-            category="model_patches/blockdance",
+        return schema("BlockDanceAdaLoader", "BlockDance Ada Loader",
             description="A BlockDance-Ada policy (models/blockdance/*.safetensors): connect it to BlockDance Patch, "
                         "which then asks it, at step rho, which of the remaining steps to reuse for this latent and prompt.",
-            inputs=[io.Combo.Input("policy_name", options=paths.list_files(".safetensors"))],
+            inputs=[io.Combo.Input("policy_name", options=paths.choices(".safetensors", NO_POLICY), tooltip=(
+                "A policy file in models/blockdance/ (written by BlockDance Ada Train; refresh the page after "
+                "training to see a new one)."))],
             outputs=[Policy.Output(display_name="policy")],
         )
+
+    @classmethod
+    def validate_inputs(cls, policy_name=None) -> bool | str:   # named: core's combo check is replaced here
+        return paths.choice_problem(policy_name, ".safetensors", "BlockDance-Ada policy") or True
 
     @classmethod
     def execute(cls, policy_name) -> io.NodeOutput:
@@ -50,53 +56,61 @@ class BlockDanceAdaLoader(io.ComfyNode):
 class BlockDanceAdaTrain(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="BlockDanceAdaTrain",
-            display_name="BlockDance Ada Train",
-            category="model_patches/blockdance",
+        return schema("BlockDanceAdaTrain", "BlockDance Ada Train",
             description=(
                 "Trains a BlockDance-Ada policy for this model with REINFORCE (reward = compute saved against the "
                 "budget + lambda x fidelity to the uncached result), rolling out the real patched model. Each row "
                 "of the latent batch is one training item (its own seed). Saves into models/blockdance."),
             is_output_node=True,
             inputs=[
-                io.Model.Input("model"),
-                io.Conditioning.Input("positive"),
-                io.Conditioning.Input("negative"),
+                io.Model.Input("model", tooltip=(
+                    "The diffusion transformer to train a policy for (before BlockDance Patch).")),
+                io.Conditioning.Input("positive", tooltip=(
+                    "The prompt(s) to train on, as for a KSampler.")),
+                io.Conditioning.Input("negative", tooltip=(
+                    "The negative prompt, as for a KSampler.")),
                 io.Latent.Input("latent_image", tooltip="A batch: one training item per row."),
-                io.Int.Input("seed", default=0, min=0, max=0xffffffffffffffff),
-                io.Int.Input("steps", default=20, min=2, max=10000),
-                io.Float.Input("cfg", default=8.0, min=0.0, max=100.0, step=0.1, round=0.01),
-                io.Combo.Input("sampler_name", options=comfy.samplers.SAMPLER_NAMES),
-                io.Combo.Input("scheduler", options=comfy.samplers.SCHEDULER_NAMES),
+                io.Int.Input("seed", default=0, min=0, max=0xffffffffffffffff, tooltip=(
+                    "Noise seed of the first row (row i uses seed + i); also seeds the training.")),
+                io.Int.Input("steps", default=20, min=2, max=10000, tooltip=(
+                    "Sampling steps, as the KSampler the policy will be used with.")),
+                io.Float.Input("cfg", default=8.0, min=0.0, max=100.0, step=0.1, round=0.01, tooltip=(
+                    "Classifier-free guidance, as the KSampler the policy will be used with.")),
+                io.Combo.Input("sampler_name", options=comfy.samplers.SAMPLER_NAMES, tooltip=(
+                    "The sampler, as the KSampler the policy will be used with.")),
+                io.Combo.Input("scheduler", options=comfy.samplers.SCHEDULER_NAMES, tooltip=(
+                    "The scheduler, as the KSampler the policy will be used with.")),
                 io.String.Input("budgets", default="1.5, 2.0, 2.5", tooltip="Target speedups the policy serves."),
                 io.Float.Input("rho", default=0.0, min=0.0, max=0.95, step=0.05, tooltip=(
                     "Where on the timeline the policy decides (0 = right after the first step).")),
-                io.Int.Input("iterations", default=20, min=1, max=10000),
+                io.Int.Input("iterations", default=20, min=1, max=10000, tooltip=(
+                    "Training iterations (each runs every row `rollouts` times).")),
                 io.Int.Input("rollouts", default=4, min=2, max=64, tooltip="Sampled masks per item and iteration."),
-                io.String.Input("filename_prefix", default="blockdance_ada"),
+                io.String.Input("filename_prefix", default="blockdance_ada", tooltip=(
+                    "Saved as models/blockdance/<prefix>_00001.safetensors for BlockDance Ada Loader.")),
                 io.Combo.Input("quality", options=list(qualities.QUALITIES), default="latent_psnr", tooltip=(
                     "The reward's fidelity term: PSNR (capped at 60 dB) or SSIM of the sampled latent against "
                     "the uncached one from the same noise.")),
             ],
-            outputs=[Policy.Output(display_name="policy"), io.String.Output(display_name="report")],
+            outputs=[Policy.Output(display_name="policy", tooltip="The trained policy: connect it to BlockDance Patch."),
+                     io.String.Output(display_name="report", tooltip=(
+                         "What was trained and how close it got; also shown on this node after a run."))],
         )
 
     @classmethod
-    def validate_inputs(cls, filename_prefix=None) -> bool | str:   # no **kwargs: core keeps its range checks
-        return paths.prefix_problem(filename_prefix, ".safetensors", required=True) or True
+    def validate_inputs(cls, filename_prefix=None, budgets=None) -> bool | str:   # no **kwargs: core keeps its range checks
+        return (paths.prefix_problem(filename_prefix, ".safetensors", required=True) or _budgets_problem(budgets)
+                or True)
 
     @classmethod
     def execute(cls, model, positive, negative, latent_image, seed, steps, cfg, sampler_name, scheduler, budgets,
                 rho, iterations, rollouts, filename_prefix, quality="latent_psnr") -> io.NodeOutput:
         paths.check_prefix(filename_prefix, ".safetensors", required=True)   # before any work, not after it
         _check_rho(model, rho, steps, sampler_name, scheduler)
-        try:
-            targets = tuple(float(b) for b in budgets.replace(";", ",").split(",") if b.strip())
-        except ValueError:
-            raise ValueError(f"budgets={budgets!r}: give target speedups separated by commas, e.g. '1.5, 2.0'") from None
-        if not targets or min(targets) < 1.0:
-            raise ValueError(f"budgets={budgets!r}: every target speedup must be >= 1.0")
+        problem = _budgets_problem(budgets)
+        if problem:
+            raise ValueError(problem)
+        targets = tuple(float(b) for b in budgets.replace(";", ",").split(",") if b.strip())
         reward_quality = qualities.get(quality)
         samples = latent_image["samples"]
         items = [Item(Sampling(positive, negative, {"samples": samples[i:i + 1]}, (seed + i) % SEED_SPACE, steps, cfg, sampler_name,
@@ -122,6 +136,19 @@ class BlockDanceAdaTrain(io.ComfyNode):
                   f"ideal {last.get('speedup', 1):.2f}x; saved {path}")
         name = os.path.splitext(os.path.basename(path))[0]
         return io.NodeOutput(LoadedPolicy(net, meta, name), report, ui=ui.PreviewText(report))
+
+
+def _budgets_problem(budgets) -> str:
+    """Why a budgets text is not a list of target speedups >= 1 ("" when it is, or when linked)."""
+    if budgets is None:
+        return ""
+    try:
+        targets = [float(b) for b in str(budgets).replace(";", ",").split(",") if b.strip()]
+    except ValueError:
+        return f"budgets={budgets!r}: give target speedups separated by commas, e.g. '1.5, 2.0'"
+    if not targets or not all(1.0 <= t < float("inf") for t in targets):
+        return f"budgets={budgets!r}: every target speedup must be >= 1.0"
+    return ""
 
 
 def _check_rho(model, rho: float, steps: int, sampler_name: str, scheduler: str) -> None:

@@ -125,9 +125,12 @@ def calibrate(model, sampling: Sampling, target_speedup: float, mode: str = "aut
     fewer = fewer_steps(sampling.steps, plan.ideal_speedup)
     fewer_out = sampling.run(model, steps=fewer, on_step=on_step)
     seconds["checks (schedule, fewer steps)"] = time.perf_counter() - clock
-    heatmap = render(measurement.step_change(), measurement.cuts, [(k, c) for k, c, _ in plan.steps()])
-    return Calibration(schedule, measurement, plan, reference, latent_psnr(scheduled, reference), fewer,
-                       latent_psnr(fewer_out, reference), heatmap, seconds)
+    scheduled_psnr, fewer_psnr = latent_psnr(scheduled, reference), latent_psnr(fewer_out, reference)
+    title = [f"{name}: {plan.ideal_speedup:.2f}x, predicted error {plan.predicted_error:.3g}",
+             f"latent PSNR: schedule {_db(scheduled_psnr)}, {fewer} steps (same cost) {_db(fewer_psnr)}"]
+    heatmap = render(measurement.step_change(), measurement.cuts, plan.steps(), title=title,
+                     num_blocks=measurement.num_blocks)
+    return Calibration(schedule, measurement, plan, reference, scheduled_psnr, fewer, fewer_psnr, heatmap, seconds)
 
 
 def _schedule(name: str, family: str, measurement: Measurement, plan: Plan, sampling: Sampling,

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..blockdance_core import DEFAULTS, MODES, BlockDanceConfig, GroupPolicy
+from ..blockdance_core import DEFAULTS, MODES, BlockDanceConfig, BlockDanceConfigError, GroupPolicy
+from ..blockdance_core.config import check_depth
 from ..blockdance_core.schedule import SchedulePolicy
 from .patcher import apply_blockdance
-from .types import Policy, Schedule
+from .types import Policy, Schedule, schema
 
 MODEL_NAMES = ("Flux.1, Flux.2, Chroma, SD3 / SD3.5, Wan 2.1 / 2.2 (incl. VACE), HunyuanVideo 1.0 / 1.5, "
                "HunyuanImage 2.1, LTXV / LTX-2, Qwen-Image, AuraFlow, Mochi, PixArt-alpha / -sigma, HiDream, "
@@ -16,10 +17,7 @@ MODEL_NAMES = ("Flux.1, Flux.2, Chroma, SD3 / SD3.5, Wan 2.1 / 2.2 (incl. VACE),
 class BlockDancePatch(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="BlockDancePatch",
-            display_name="BlockDance Patch",
-            category="model_patches/blockdance",
+        return schema("BlockDancePatch", "BlockDance Patch",
             description=(
                 "Speeds up DiT sampling by reusing block features across steps (BlockDance, CVPR 2025). On a "
                 "cache step the whole model runs and the output of the block at `depth` is kept; on the next "
@@ -55,6 +53,26 @@ class BlockDancePatch(io.ComfyNode):
             outputs=[io.Model.Output(tooltip="A patched copy of the model; the input model is left unchanged.")],
             hidden=[io.Hidden.unique_id],
         )
+
+    @classmethod
+    def validate_inputs(cls, depth=None, N=None, start_percent=None, end_percent=None) -> bool | str:
+        """Named inputs only (no **kwargs, so core keeps its checks on the others); core skips its own
+        min/max for these four, so their whole range is checked here. None = linked: checked when it runs."""
+        try:
+            if depth is not None:
+                check_depth(depth)
+            if N is not None and (isinstance(N, bool) or not isinstance(N, int) or not 1 <= N <= 100):
+                raise BlockDanceConfigError(f"N={N!r} must be an integer in [1, 100]: one cache step then N-1 "
+                                            "reuse steps (N=1 = no reuse)")
+            if start_percent is not None and end_percent is not None:
+                BlockDanceConfig(start_percent=start_percent, end_percent=end_percent)
+            else:
+                for name, value in (("start_percent", start_percent), ("end_percent", end_percent)):
+                    if value is not None and not 0.0 <= float(value) <= 1.0:
+                        raise BlockDanceConfigError(f"{name}={value!r} must lie in [0, 1]")
+        except BlockDanceConfigError as err:
+            return str(err)
+        return True
 
     @classmethod
     def execute(cls, model, mode, depth, N, start_percent, end_percent, schedule=None, policy=None,

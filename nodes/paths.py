@@ -19,6 +19,24 @@ def list_files(extension: str) -> list:
     return sorted(f for f in folder_paths.get_filename_list(FOLDER) if f.lower().endswith(extension))
 
 
+def choices(extension: str, empty: str) -> list:
+    """A loader's combo: the files, or one entry saying why there are none yet (a frontend draws an
+    empty list as "undefined")."""
+    return list_files(extension) or [empty]
+
+
+def choice_problem(name, extension: str, what: str) -> str:
+    """Why a loader cannot load `name` (validation time, so the node is marked before anything runs)."""
+    if name is None:   # linked: checked when it runs
+        return ""
+    files = list_files(extension)
+    if name in files:
+        return ""
+    if not files:
+        return f"no {what} in models/{FOLDER}/ yet ({extension}): {name}"
+    return f"{what} {name!r} is not in models/{FOLDER}/; pick one of: {', '.join(files[:10])}"
+
+
 def full_path(name: str) -> str:
     import folder_paths
     register()

@@ -10,16 +10,13 @@ from comfy_api.latest import io, ui
 from ..blockdance_core.schedule import Schedule
 from . import paths
 from .calibration import MODE_CHOICES, Sampling, calibrate
-from .types import Schedule as ScheduleType
+from .types import Schedule as ScheduleType, schema
 
 
 class BlockDanceCalibrate(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="BlockDanceCalibrate",
-            display_name="BlockDance Calibrate",
-            category="model_patches/blockdance",
+        return schema("BlockDanceCalibrate", "BlockDance Calibrate",
             description=(
                 "Measures where this model's block features are stable under these sampling settings (one "
                 "uncached run at the inputs of a KSampler), then picks the cache/reuse schedule with the least "
@@ -29,14 +26,21 @@ class BlockDanceCalibrate(io.ComfyNode):
             is_output_node=True,
             inputs=[
                 io.Model.Input("model", tooltip="The diffusion transformer to calibrate (before BlockDance Patch)."),
-                io.Conditioning.Input("positive"),
-                io.Conditioning.Input("negative"),
+                io.Conditioning.Input("positive", tooltip=(
+                    "The prompt(s) to measure, as for the KSampler.")),
+                io.Conditioning.Input("negative", tooltip=(
+                    "The negative prompt, as for the KSampler.")),
                 io.Latent.Input("latent_image", tooltip="A batch measures several seeds at once."),
-                io.Int.Input("seed", default=0, min=0, max=0xffffffffffffffff, control_after_generate=True),
-                io.Int.Input("steps", default=20, min=2, max=10000),
-                io.Float.Input("cfg", default=8.0, min=0.0, max=100.0, step=0.1, round=0.01),
-                io.Combo.Input("sampler_name", options=comfy.samplers.SAMPLER_NAMES),
-                io.Combo.Input("scheduler", options=comfy.samplers.SCHEDULER_NAMES),
+                io.Int.Input("seed", default=0, min=0, max=0xffffffffffffffff, control_after_generate=True, tooltip=(
+                    "Noise seed of the measuring run (a batch latent measures seed, seed+1, ...).")),
+                io.Int.Input("steps", default=20, min=2, max=10000, tooltip=(
+                    "Sampling steps: the same as the KSampler the schedule will be used with.")),
+                io.Float.Input("cfg", default=8.0, min=0.0, max=100.0, step=0.1, round=0.01, tooltip=(
+                    "Classifier-free guidance: the same as the KSampler's.")),
+                io.Combo.Input("sampler_name", options=comfy.samplers.SAMPLER_NAMES, tooltip=(
+                    "The sampler: the same as the KSampler's.")),
+                io.Combo.Input("scheduler", options=comfy.samplers.SCHEDULER_NAMES, tooltip=(
+                    "The scheduler: the same as the KSampler's (the schedule is for its timeline).")),
                 io.Combo.Input("mode", options=list(MODE_CHOICES), default="auto", tooltip=(
                     "auto: choose blockdance or delta for each group of steps; or restrict to one.")),
                 io.Float.Input("target_speedup", default=1.5, min=1.0, max=10.0, step=0.05, tooltip=(
@@ -46,11 +50,14 @@ class BlockDanceCalibrate(io.ComfyNode):
                     "BlockDance Load Schedule.")),
             ],
             outputs=[
-                ScheduleType.Output(display_name="schedule"),
+                ScheduleType.Output(display_name="schedule", tooltip="Connect to BlockDance Patch's schedule input."),
                 io.Image.Output(display_name="heatmap", tooltip=(
                     "Steps (columns) x cut depth (rows, deepest on top): how much the features changed from "
-                    "the previous step; white outlines mark the blocks each reuse step skips.")),
-                io.String.Output(display_name="report"),
+                    "the previous step (legend below it); outlines mark the blocks each reuse step skips. "
+                    "Connect a Preview Image to see it.")),
+                io.String.Output(display_name="report", tooltip=(
+                    "The schedule, its predicted error and a check against simply using fewer steps; also "
+                    "shown on this node after a run.")),
             ],
         )
 
@@ -75,18 +82,22 @@ class BlockDanceCalibrate(io.ComfyNode):
         return io.NodeOutput(result.schedule, result.heatmap, report, ui=ui.PreviewText(report))
 
 
+NO_SCHEDULE = "none yet: save one with BlockDance Calibrate"
+
+
 class BlockDanceScheduleLoader(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="BlockDanceScheduleLoader",
-            display_name="BlockDance Load Schedule",
-            category="model_patches/blockdance",
+        return schema("BlockDanceScheduleLoader", "BlockDance Load Schedule",
             description="A schedule saved by BlockDance Calibrate (models/blockdance/*.json).",
-            inputs=[io.Combo.Input("schedule_name", options=paths.list_files(".json"),
+            inputs=[io.Combo.Input("schedule_name", options=paths.choices(".json", NO_SCHEDULE),
                                    tooltip="Files in models/blockdance (and extra_model_paths.yaml's blockdance).")],
             outputs=[ScheduleType.Output(display_name="schedule")],
         )
+
+    @classmethod
+    def validate_inputs(cls, schedule_name=None) -> bool | str:   # named: core's combo check is replaced here
+        return paths.choice_problem(schedule_name, ".json", "schedule") or True
 
     @classmethod
     def execute(cls, schedule_name) -> io.NodeOutput:

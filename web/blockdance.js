@@ -4,18 +4,25 @@
 //  - Before a run (or after the settings changed) it draws the plan the server's core computes for
 //    the connected sampler's step count (GET /blockdance/plan); nothing is re-derived here.
 // The strip is a DOM widget, so it shows in the classic canvas and in the Nodes 2.0 (Vue) renderer.
-// Its state is kept on the node (`node.blockdance.state`) for tools and tests to read.
+// Its state is kept on the node (`node.blockdance.state`) for tools and tests to read. Where this
+// extension draws the strip, the engine's progress text (the fallback for frontends without it) is
+// taken off the node, so the numbers are not shown twice.
+// BlockDance Calibrate and Ada Train show their report (the node's `text` output) on the node itself
+// (`node.blockdanceReport`).
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
-import { findSampler, samplerLabel, samplerQuery } from "./js/graph.js";
-import { STYLE, createStripElement, fromMessage, fromPreview, fromRecord, renderStrip } from "./js/strip.js";
+import { findSampler, inputNode, samplerLabel, samplerQuery } from "./js/graph.js";
+import { STYLE, MIN_WIDTH, STRIP_HEIGHT, createReportElement, createStripElement, fromMessage, fromPreview, fromRecord,
+  passEventsToCanvas, renderReport, renderStrip } from "./js/strip.js";
 
 const PATCH = "BlockDancePatch";
 const LOADER = "BlockDanceScheduleLoader";
 const EVENT = "blockdance.run";
 const SETTINGS = ["mode", "depth", "N", "start_percent", "end_percent"];
-const STRIP_HEIGHT = 52;
+const REPORTING = ["BlockDanceCalibrate", "BlockDanceAdaTrain"];
+const REPORT_HEIGHT = 150;
 const REFRESH_MS = 300;
+const PROGRESS_TEXT_WIDGET = "$$node-text-preview";   // the frontend's widget for a node's progress text
 
 function widgetValue(node, name) {
   return node.widgets?.find((w) => w.name === name)?.value;
@@ -42,7 +49,58 @@ function attachStrip(node) {
   widget.serialize = false;   // not a node input: kept out of the workflow's widgets_values and the prompt
   node.blockdance = { element, widget, state: null, key: null, run: null, runs: 0, numBlocks: null,
     shownKey: undefined };
-  show(node, fromMessage("BlockDance: connect a sampler to preview the plan"));
+  passEventsToCanvas(element, () => app.canvas);
+  keepMinWidth(node);
+  show(node, fromMessage("connect a sampler to preview the plan"));
+}
+
+/** The strip needs MIN_WIDTH px for its headline: a new node opens at least that wide and cannot be
+ * resized narrower. */
+function keepMinWidth(node) {
+  const computeSize = node.computeSize;
+  node.computeSize = function (...args) {
+    const size = computeSize.apply(this, args);
+    return [Math.max(size[0], MIN_WIDTH), size[1]];
+  };
+  const onResize = node.onResize;
+  node.onResize = function (size) {
+    if (size && size[0] < MIN_WIDTH) size[0] = MIN_WIDTH;
+    return onResize?.apply(this, arguments);
+  };
+  if (node.size[0] < MIN_WIDTH) node.setSize([MIN_WIDTH, node.size[1]]);
+}
+
+/** The engine also sends its numbers as the node's progress text, for frontends without this
+ * extension; here the strip shows them, so the frontend's text widget is taken off the node. */
+function dropProgressText(node) {
+  const index = node.widgets?.findIndex((w) => w.name === PROGRESS_TEXT_WIDGET) ?? -1;
+  if (index < 0) return;
+  node.widgets[index].onRemove?.();
+  node.widgets.splice(index, 1);
+  fitSize(node);
+  node.setDirtyCanvas?.(true, true);
+}
+
+function attachReport(node) {
+  if (node.blockdanceReport) return;
+  const element = createReportElement();
+  const widget = node.addDOMWidget("blockdance_report", "BLOCKDANCE_REPORT", element, {
+    serialize: false, hideOnZoom: false, margin: 4,
+    getMinHeight: () => REPORT_HEIGHT, getMaxHeight: () => REPORT_HEIGHT,
+  });
+  widget.serialize = false;
+  node.blockdanceReport = { element, widget, text: null };
+  renderReport(element, null);
+}
+
+function onExecuted({ detail }) {
+  const node = detail?.node != null ? nodeForExecutionId(detail.node) : null;
+  const text = detail?.output?.text;
+  if (!node?.blockdanceReport || !text) return;
+  node.blockdanceReport.text = Array.isArray(text) ? text.join("\n") : String(text);
+  renderReport(node.blockdanceReport.element, node.blockdanceReport.text);
+  fitSize(node);
+  node.setDirtyCanvas?.(true, true);
 }
 
 function fitSize(node) {
@@ -55,12 +113,8 @@ function fitSize(node) {
 /** What the preview depends on: the node's settings (or the saved schedule it is given), the
  * connected sampler's step settings, and the block count a run reported. */
 function currentInputs(node) {
-  const linked = (name) => {
-    const slot = node.findInputSlot?.(name) ?? -1;
-    return slot >= 0 && node.inputs[slot].link != null ? node.getInputNode(slot) : null;
-  };
-  const policy = linked("policy");
-  const source = linked("schedule");
+  const policy = inputNode(node, "policy");
+  const source = inputNode(node, "schedule");
   const scheduleName = !policy && source?.comfyClass === LOADER ? widgetValue(source, "schedule_name") : null;
   // A BlockDance-Ada policy decides per latent during the run; BlockDance Calibrate's schedule exists
   // once it has run: neither can be previewed.
@@ -80,7 +134,7 @@ async function refresh(node) {
   if (inputs.key === bd.key) return;
   bd.key = inputs.key;
   if (bd.run && bd.run.key === inputs.key) return show(node, bd.run.state);
-  if (inputs.fromRun) return show(node, fromMessage(`plan from the connected ${inputs.fromRun}: drawn after a run`));
+  if (inputs.fromRun) return show(node, fromMessage(`${inputs.fromRun} connected: plan drawn after a run`));
   if (!inputs.sampler) return show(node, fromMessage("connect a sampler to preview the plan"));
   const params = new URLSearchParams({ ...inputs.settings, ...inputs.query });
   if (bd.numBlocks && !inputs.settings.schedule_name) params.set("num_blocks", String(bd.numBlocks));
@@ -98,6 +152,18 @@ async function refresh(node) {
 function patchNodes() {
   const graph = app.canvas?.graph ?? app.graph;
   return (graph?.nodes ?? []).filter((node) => node.blockdance);
+}
+
+function tick() {
+  for (const node of patchNodes()) {
+    dropProgressText(node);
+    refresh(node);
+  }
+}
+
+function onProgressText({ detail }) {
+  const node = detail?.nodeId != null ? nodeForExecutionId(detail.nodeId) : null;
+  if (node?.blockdance) setTimeout(() => dropProgressText(node), 0);   // after the frontend's own handler
 }
 
 /** The node an execution id names: "12", or "5:12" inside subgraph node 5. */
@@ -145,12 +211,15 @@ app.registerExtension({
     document.head.appendChild(style);
     api.addEventListener("execution_start", onExecutionStart);
     api.addEventListener(EVENT, onRun);
-    setInterval(() => patchNodes().forEach(refresh), REFRESH_MS);
+    api.addEventListener("executed", onExecuted);
+    api.addEventListener("progress_text", onProgressText);
+    setInterval(tick, REFRESH_MS);
   },
   nodeCreated(node) {
     if (isPatch(node)) attachStrip(node);
+    if (REPORTING.includes(node?.comfyClass ?? node?.type)) attachReport(node);
   },
   loadedGraphNode(node) {
-    if (node.blockdance) fitSize(node);
+    if (node.blockdance || node.blockdanceReport) fitSize(node);
   },
 });

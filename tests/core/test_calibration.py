@@ -197,8 +197,26 @@ def test_an_all_full_schedule_is_bit_identical():
 def test_heatmap_is_an_image_that_shows_the_measurement_and_the_schedule():
     a, b = synthetic(seed=0), synthetic(seed=1)
     plan = search(a, 1.5, [(1, "blockdance"), (2, "delta")])
-    marks = [(k, c) for k, c, _ in plan.steps()]
-    img = render(a.step_change(), a.cuts, marks, cell=4)
-    assert img.shape == (1, 2 + 2 * 4, 6 * 4, 3) and 0 <= float(img.min()) and float(img.max()) <= 1
-    assert not torch.equal(img, render(b.step_change(), b.cuts, marks, cell=4))
+    img = render(a.step_change(), a.cuts, plan.steps(), cell=4)
+    assert img.shape[0] == 1 and img.shape[2] == 6 * 4 and 0 <= float(img.min()) and float(img.max()) <= 1
+    assert not torch.equal(img, render(b.step_change(), b.cuts, plan.steps(), cell=4))
     assert not torch.equal(img, render(a.step_change(), a.cuts, None, cell=4))
+
+
+def test_heatmap_is_readable_at_preview_size_with_axes_legend_and_title():
+    """Preview Image shows it at its own size: wide enough, with text (axes, legend, the title) drawn."""
+    from blockdance_core import heatmap
+    a = synthetic(seed=0)
+    plan = search(a, 1.5, [(1, "blockdance"), (2, "delta")])
+    title = "schedule: 1.50x, 31.2 dB; 4 steps (same cost) 27.9 dB"
+    img = render(a.step_change(), a.cuts, plan.steps(), title=title, num_blocks=2)[0]
+    assert img.shape[1] >= 512 and img.shape[0] >= 200
+    plain = render(a.step_change(), a.cuts, plan.steps(), num_blocks=2)[0]
+    assert img.shape[0] > plain.shape[0]   # the title takes its own rows
+    # every character the renderer is given has a glyph, and text draws ink
+    assert all(heatmap.text_mask(c).any() for c in "AZaz09.:()x%-=>/" )
+    canvas = torch.zeros(20, 200, 3)
+    heatmap.draw_text(canvas, "STEP 12", 0, 0)
+    assert canvas.amax() > 0.9
+    wide = torch.rand(24, 50)
+    assert render(wide, list(range(1, 25)), None)[0].shape[1] >= 512

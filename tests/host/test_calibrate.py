@@ -28,7 +28,7 @@ def test_calibrate_then_patch_follows_the_schedule(pack, wan, mode):
     assert (schedule.family, schedule.num_blocks, schedule.width) == ("wan", 8, 128)
     assert schedule.predicted_speedup >= 1.5 and schedule.reuse_steps
     assert mode == "auto" or schedule.modes == ("blockdance",)
-    assert heatmap.shape[0] == 1 and heatmap.shape[-1] == 3 and heatmap.shape[2] == 10 * 14
+    assert heatmap.shape[0] == 1 and heatmap.shape[-1] == 3 and heatmap.shape[2] >= 640 and heatmap.shape[1] >= 300
     assert 0.0 <= float(heatmap.min()) and float(heatmap.max()) <= 1.0
     assert "steps instead of 10" in report and "=>" in report
     patched = with_schedule(pack, wan.patcher, schedule)

@@ -77,3 +77,37 @@ def test_a_clone_made_downstream_shares_the_description_and_runs_on_its_own(pack
     assert torch.equal(out, again)
     assert len(reports) == 2 and reports[0].record is not reports[1].record
     assert reports[0].record.to_dict() == reports[1].record.to_dict() and reports[0].record.steps_reused
+
+
+@pytest.mark.parametrize("inputs, needle", [
+    ({"depth": 0.0}, "depth=0.0 is outside (0, 1]"),
+    ({"depth": 1.5}, "depth=1.5 is outside (0, 1]"),
+    ({"N": 0}, "N=0 must be an integer in [1, 100]"),
+    ({"N": 101}, "N=101 must be an integer in [1, 100]"),
+    ({"start_percent": 0.6, "end_percent": 0.6}, "start_percent=0.6 must be below end_percent=0.6"),
+    ({"start_percent": 1.2}, "start_percent=1.2 must lie in [0, 1]"),
+])
+def test_out_of_range_settings_fail_validation(pack, inputs, needle):
+    """Issue 20 item 10: out-of-range settings fail at validation (the frontend marks the node red)
+    instead of inside the run; a linked input (None at validation) is checked when it runs."""
+    cls = getattr(sys.modules[f"{PACK_MODULE}.nodes.patch_node"], "BlockDancePatch")
+    defaults = {"depth": 0.75, "N": 2, "start_percent": 0.4, "end_percent": 0.95}
+    assert cls.validate_inputs(**defaults) is True
+    assert cls.validate_inputs(depth=None, N=None, start_percent=None, end_percent=None) is True
+    problem = cls.validate_inputs(**{**defaults, **inputs})
+    assert isinstance(problem, str) and needle in problem, problem
+    params = __import__("inspect").signature(cls.validate_inputs).parameters
+    assert not any(p.kind == p.VAR_KEYWORD for p in params.values())   # core keeps its checks on the rest
+
+
+def test_loaders_say_why_their_list_is_empty(pack, tmp_path, monkeypatch):
+    """Issue 20 item 8: with no file yet, a loader's combo holds a sentence (not an empty list the
+    frontend draws as "undefined"), and validation refuses it with the same sentence."""
+    import folder_paths
+    monkeypatch.setitem(folder_paths.folder_names_and_paths, "blockdance", ([str(tmp_path)], {".json", ".safetensors"}))
+    ada = sys.modules[f"{PACK_MODULE}.nodes.ada_nodes"]
+    schedules = sys.modules[f"{PACK_MODULE}.nodes.schedule_nodes"]
+    for cls, empty in ((ada.BlockDanceAdaLoader, ada.NO_POLICY), (schedules.BlockDanceScheduleLoader, schedules.NO_SCHEDULE)):
+        (combo,) = cls.define_schema().inputs
+        assert combo.options == [empty] and combo.tooltip
+        assert empty in cls.validate_inputs(empty) and cls.validate_inputs(None) is True

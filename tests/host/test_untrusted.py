@@ -27,7 +27,7 @@ import uuid
 import pytest
 import torch
 
-from helpers import node, sample
+from helpers import node
 
 sys.path.append(os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "browser"))
 import bd_server  # noqa: E402

@@ -11,9 +11,10 @@ import pytest
 sys.path.append(os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "browser"))
 import bd_server  # noqa: E402
 import bd_workflows  # noqa: E402
-import bd_examples as examples  # noqa: E402
+from tools import examples  # noqa: E402
 
 TINY_FOR = {   # example -> {model file the workflow names: tiny file of the same family}
+    "blockdance_start_here": {"sd3.5_large_fp8_scaled.safetensors": "tiny_sd3.safetensors"},
     "blockdance_flux_t2i": {"flux1-dev.safetensors": "tiny_flux.safetensors"},
     "blockdance_sd35_t2i": {"sd3.5_large_fp8_scaled.safetensors": "tiny_sd3.safetensors"},
     "blockdance_wan21_t2v_delta": {"wan2.1_t2v_1.3B_fp16.safetensors": "tiny_wan21.safetensors"},
@@ -23,7 +24,7 @@ TINY_FOR = {   # example -> {model file the workflow names: tiny file of the sam
     "blockdance_hunyuan_video_t2v": {"hunyuan_video_t2v_720p_bf16.safetensors": "tiny_hunyuan_video.safetensors"},
     "blockdance_ltxv_t2v": {"ltx-video-2b-v0.9.safetensors": "tiny_ltxv.safetensors"},
     "blockdance_qwen_image_t2i": {"qwen_image_fp8_e4m3fn.safetensors": "tiny_qwen_image.safetensors"},
-    "blockdance_pixart_sigma_t2i": {"PixArt-Sigma-XL-2-1024-MS.pth": "tiny_pixart_sigma.safetensors"},
+    "blockdance_pixart_sigma_t2i": {"PixArt-Sigma-XL-2-1024-MS.safetensors": "tiny_pixart_sigma.safetensors"},
     "blockdance_calibrate_then_patch": {"flux1-dev.safetensors": "tiny_flux.safetensors"},
     "blockdance_load_schedule": {"flux1-dev.safetensors": "tiny_flux.safetensors"},
     "blockdance_ada_train_then_patch": {"flux1-dev.safetensors": "tiny_flux.safetensors"},
@@ -48,7 +49,7 @@ def test_every_example_is_covered_and_is_what_the_builder_writes():
     assert files == sorted(examples.EXAMPLES) == sorted(TINY_FOR)
     for name in files:
         assert load(name) == json.loads(json.dumps(examples.build(name))), \
-            f"{name}.json differs from tests/browser/bd_examples.py; run python tests/browser/bd_examples.py"
+            f"{name}.json differs from tools/examples.py; run python -m tools.examples"
 
 
 @pytest.mark.parametrize("name", sorted(examples.EXAMPLES))
@@ -68,6 +69,7 @@ def test_example_explains_itself(name):
     for node in wf["nodes"]:
         for model in node["properties"].get("models", []):
             assert model["name"] in node["widgets_values"] and model["url"].startswith("https://huggingface.co/")
+            assert model["name"].endswith((".safetensors", ".sft"))   # the only files the frontend downloads
     with open(os.path.join(bd_server.EXAMPLES, name + ".jpg"), "rb") as f:
         assert f.read(3) == b"\xff\xd8\xff", f"{name}.jpg is not a JPEG"
     scale, (ox, oy) = wf["extra"]["ds"]["scale"], wf["extra"]["ds"]["offset"]

@@ -11,9 +11,20 @@ function hasSteps(node) {
   return widget(node, "steps") !== undefined;
 }
 
-function inputNode(node, name) {
+/** The node linked into `node`'s input `name`, or null. Connectivity through the node's own methods
+ * (isInputConnected / getInputNode), never the slot's `link` field (deprecated from frontend 1.5x on). */
+export function inputNode(node, name) {
   const slot = node.findInputSlot?.(name);
-  return slot != null && slot >= 0 ? node.getInputNode(slot) : null;
+  if (slot == null || slot < 0) return null;
+  if (node.isInputConnected && !node.isInputConnected(slot)) return null;
+  return node.getInputNode(slot) ?? null;
+}
+
+/** The nodes linked from `node`'s output `slot` (isOutputConnected / getOutputNodes, never the slot's
+ * deprecated `links` field). */
+export function outputNodes(node, slot) {
+  if (node.isOutputConnected && !node.isOutputConnected(slot)) return [];
+  return node.getOutputNodes(slot) || [];
 }
 
 /** The nearest node downstream of `node`'s MODEL output that sets a step count (KSampler,
@@ -26,8 +37,7 @@ export function findSampler(node) {
     const next = [];
     for (const current of frontier) {
       for (let slot = 0; slot < (current.outputs?.length || 0); slot++) {
-        if (!current.outputs[slot].links?.length) continue;
-        for (const target of current.getOutputNodes(slot) || []) {
+        for (const target of outputNodes(current, slot)) {
           if (seen.has(target.id)) continue;
           seen.add(target.id);
           if (hasSteps(target)) return target;

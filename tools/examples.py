@@ -3,11 +3,15 @@ a titled group around the graph, a Note naming each model file and the folder it
 recorded as `properties.models` on the loader, which the frontend's missing-models dialog reads),
 a view that opens with every node below the top bar, and valid links.
 
-    python tests/browser/bd_examples.py        # rewrite example_workflows/*.json
+    python -m tools.examples        # rewrite example_workflows/*.json
 
 (`tests/host/test_workflows.py` checks the committed files are what this writes; the .jpg thumbnails
-are screenshots taken by `python tests/browser/thumbnails.py`.) It also builds the tiny SD3 graph the
-browser test runs from the Run button.
+are crops of each graph as the frontend draws it, written by the browser test
+tests/host/test_workflows_browser.py with BLOCKDANCE_UPDATE_DOCS=1.) It also builds the tiny graphs
+the browser test runs from the Run button.
+
+Layouts hold in both renderers: nodes stacked in a column are spaced by `_spread` for the height a
+node takes in Nodes 2.0 (taller than the classic canvas draws it), which the browser test measures.
 """
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ import json
 import os
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES_DIR = os.path.join(ROOT, "example_workflows")
 
 # Socket inputs (name, type, optional) and outputs (name, type) of the nodes the examples use; widget
@@ -68,6 +72,7 @@ SIGNATURES = {
     "SaveVideo": ([("video", "VIDEO", False)], []),
     "LoadTrainingDataset": ([], [("latents", L), ("conditioning", CO)]),
     "SaveLatent": ([("samples", L, False)], []),
+    "PreviewAny": ([("source", "*", False)], []),
     "Note": ([], []),
 }
 SIZES = {"UNETLoader": [315, 82], "CheckpointLoaderSimple": [315, 98], "CLIPLoader": [315, 106],
@@ -81,7 +86,8 @@ SIZES = {"UNETLoader": [315, 82], "CheckpointLoaderSimple": [315, 98], "CLIPLoad
          "KSamplerSelect": [315, 58], "RandomNoise": [315, 82], "SamplerCustomAdvanced": [300, 106],
          "SamplerCustom": [315, 230], "LTXVConditioning": [240, 58], "LTXVScheduler": [315, 154],
          "VAEDecode": [210, 46], "VAEDecodeTiled": [315, 150], "SaveImage": [420, 440], "PreviewImage": [330, 300],
-         "CreateVideo": [270, 78], "SaveVideo": [420, 440], "LoadTrainingDataset": [315, 78], "SaveLatent": [315, 58]}
+         "CreateVideo": [270, 78], "SaveVideo": [420, 440], "LoadTrainingDataset": [315, 78], "SaveLatent": [315, 58],
+         "PreviewAny": [400, 260]}
 
 HF = "https://huggingface.co"
 FLUX_TE = f"{HF}/comfyanonymous/flux_text_encoders/resolve/main"
@@ -110,7 +116,11 @@ MODEL_FILES = {   # file -> (models/ folder, download URL)
     "qwen_image_fp8_e4m3fn.safetensors": ("diffusion_models", f"{QWEN}/diffusion_models/qwen_image_fp8_e4m3fn.safetensors"),
     "qwen_2.5_vl_7b_fp8_scaled.safetensors": ("text_encoders", f"{QWEN}/text_encoders/qwen_2.5_vl_7b_fp8_scaled.safetensors"),
     "qwen_image_vae.safetensors": ("vae", f"{QWEN}/vae/qwen_image_vae.safetensors"),
-    "PixArt-Sigma-XL-2-1024-MS.pth": ("diffusion_models", f"{HF}/PixArt-alpha/PixArt-Sigma/resolve/main/PixArt-Sigma-XL-2-1024-MS.pth"),
+    # The diffusers-format transformer (core's UNETLoader converts it): a .safetensors the frontend's
+    # missing-models dialog downloads (it refuses the original .pth).
+    "PixArt-Sigma-XL-2-1024-MS.safetensors": (
+        "diffusion_models",
+        f"{HF}/PixArt-alpha/PixArt-Sigma-XL-2-1024-MS/resolve/main/transformer/diffusion_pytorch_model.safetensors"),
     "sdxl_vae.safetensors": ("vae", f"{HF}/stabilityai/sdxl-vae/resolve/main/sdxl_vae.safetensors"),
 }
 BD = ["blockdance", 0.75, 2, 0.4, 0.95, 2.0]   # BlockDance Patch defaults: mode, depth, N, start, end, target_speedup
@@ -154,6 +164,7 @@ class Graph:
         return self.add("Note", pos, [text], title="Models for this workflow", size=size)
 
     def to_json(self, scale=0.7):
+        _spread(self.nodes)
         for node in self.nodes:
             for out in node["outputs"]:
                 out["slot_index"] = node["outputs"].index(out)
@@ -167,6 +178,37 @@ class Graph:
         return {"last_node_id": len(self.nodes), "last_link_id": len(self.links), "nodes": self.nodes,
                 "links": self.links, "groups": [group], "config": {},
                 "extra": {"ds": {"scale": scale, "offset": offset}}, "version": 0.4}
+
+
+TITLE_H, GAP = 30, 40   # a node's title bar (drawn above pos) and the space kept between stacked nodes
+ROW_H, VUE_HEADER = 32, 40   # Nodes 2.0: per socket row / widget, and its header
+
+
+def vue_height(node) -> int:
+    """The body height a node takes in Nodes 2.0 (DOM rows, taller than the classic canvas draws), at
+    least its saved size."""
+    if node["type"] in ("Note", "PreviewImage", "SaveImage", "SaveVideo", "PreviewAny", "CLIPTextEncode"):
+        return node["size"][1]
+    rows = max(len(node["inputs"]), len(node["outputs"])) + len(node["widgets_values"])
+    extra = 130 if node["type"] == "BlockDancePatch" else 0   # the strip
+    return max(node["size"][1], VUE_HEADER + ROW_H * rows + extra)
+
+
+def _spread(nodes) -> None:
+    """Push nodes down, column by column, so no two overlap in either renderer."""
+    placed = []
+    for node in sorted(nodes, key=lambda n: (n["pos"][1], n["pos"][0])):
+        x0, x1 = node["pos"][0], node["pos"][0] + node["size"][0]
+        moved = True
+        while moved:
+            moved = False
+            for other in placed:
+                ox0, ox1 = other["pos"][0], other["pos"][0] + other["size"][0]
+                if x0 < ox1 and ox0 < x1:
+                    bottom = other["pos"][1] + vue_height(other) + GAP + TITLE_H
+                    if node["pos"][1] < bottom and node["pos"][1] + vue_height(node) + GAP + TITLE_H > other["pos"][1]:
+                        node["pos"][1], moved = bottom, True
+        placed.append(node)
 
 
 def note_text(what: str, files, extra: str = "") -> str:
@@ -229,8 +271,10 @@ def flux_t2i(schedule=None):
               "calibrate": ("BlockDance Calibrate runs the model once uncached at the KSampler's settings (keep seed, "
                             "steps, cfg, sampler and scheduler the same on both), measures where block features "
                             "are stable and picks the schedule with the least predicted error for target_speedup. "
-                            "It saves models/blockdance/flux1-dev_00001.json for BlockDance Load Schedule and shows "
-                            "a heat map and a report. Calibrate once, then mute it and load the schedule."),
+                            "It saves models/blockdance/flux1-dev_00001.json for BlockDance Load Schedule. Its report "
+                            "(on the node and in Preview as Text) says whether simply lowering steps would be closer "
+                            "at the same cost; the heat map (Preview Image) shows where features are stable. "
+                            "Calibrate once, then mute it and load the schedule."),
               "load": ("BlockDance Load Schedule reads a schedule saved by BlockDance Calibrate from models/blockdance/ "
                        "(blockdance_calibrate_then_patch.json makes flux1-dev_00001.json). A connected schedule "
                        "decides the steps, depths and modes; the patch's own settings are ignored."),
@@ -264,8 +308,10 @@ def flux_t2i(schedule=None):
         for src, name in ((unet, "model"), (guide, "positive"), (neg, "negative"), (latent, "latent_image")):
             g.link(src, 0, cal, name)
         g.link(cal, 0, bd, "schedule")
-        heat = g.add("PreviewImage", (1240, 370), title="Calibration heat map")
+        heat = g.add("PreviewImage", (1240, 420), title="Calibration heat map", size=(700, 620))
         g.link(cal, 1, heat, "images")
+        report = g.add("PreviewAny", (1620, 420 + 620 + 60), title="Calibration report", size=(700, 260))
+        g.link(cal, 2, report, "source")
         x_sampler = 1620
     elif schedule == "load":
         loader = g.add("BlockDanceScheduleLoader", (800, -110), ["flux1-dev_00001.json"])
@@ -278,6 +324,8 @@ def flux_t2i(schedule=None):
         for src, name in ((unet, "model"), (guide, "positive"), (neg, "negative"), (items, "latent_image")):
             g.link(src, 0, train, name)
         g.link(train, 0, bd, "policy")
+        report = g.add("PreviewAny", (1240, 620), title="Training report", size=(400, 260))
+        g.link(train, 1, report, "source")
         x_sampler = 1620
     elif schedule == "ada_load":
         loader = g.add("BlockDanceAdaLoader", (800, -110), ["flux1-dev_ada_00001.safetensors"])
@@ -299,6 +347,31 @@ def sd35_t2i():
     neg = _text(g, (ckpt, 1), (800, 570), "blurry, low quality", "Negative Prompt")
     return _patch_sample_decode(g, ckpt, pos, neg, latent, [42, "fixed", 28, 4.5, "euler", "sgm_uniform", 1.0], (ckpt, 2),
                                 "BlockDance_sd35")
+
+
+def start_here():
+    """The first example for a newcomer: one checkpoint file, the stock text-to-image graph, and
+    BlockDance Patch before the KSampler, with a note that says what to look at."""
+    g = Graph("BlockDance · start here: SD3.5 text to image, twice as fast")
+    files = ["sd3.5_large_fp8_scaled.safetensors"]
+    g.note("\n".join([
+        "Start here. This is ComfyUI's plain text-to-image graph with one extra node, BlockDance Patch, "
+        "between the model and the KSampler.", "",
+        "1. Put the one model file in ComfyUI/models/:", f"  {MODEL_FILES[files[0]][0]}/{files[0]}",
+        f"  (download: {MODEL_FILES[files[0]][1]})", "",
+        "2. Before you run, the strip on BlockDance Patch previews the plan: one cell per KSampler step; "
+        "green cells reuse features from the step before and skip most of the model.", "",
+        "3. Press Run. The strip then shows what each step did, and the headline how much was reused and "
+        "the ideal speedup. Hover a cell for details.", "",
+        "4. To compare, bypass BlockDance Patch (Ctrl+B) and run again with the same seed.", "",
+        "Next: blockdance_calibrate_then_patch measures your own model and picks the steps to reuse."]),
+        (0, 0), size=(400, 600))
+    ckpt = g.add("CheckpointLoaderSimple", (440, 0), ["sd3.5_large_fp8_scaled.safetensors"])
+    latent = g.add("EmptySD3LatentImage", (440, 160), [1024, 1024, 1])
+    pos = _text(g, (ckpt, 1), (800, 440), "a watercolor lighthouse on a cliff at sunrise, seagulls", "Positive Prompt")
+    neg = _text(g, (ckpt, 1), (800, 640), "blurry, low quality", "Negative Prompt")
+    return _patch_sample_decode(g, ckpt, pos, neg, latent, [42, "fixed", 28, 4.5, "euler", "sgm_uniform", 1.0], (ckpt, 2),
+                                "BlockDance_start_here")
 
 
 def _wan_common(g, x_text=800):
@@ -446,10 +519,10 @@ def qwen_image_t2i():
 
 def pixart_sigma_t2i():
     g = Graph("BlockDance · PixArt-Sigma text to image")
-    files = ["PixArt-Sigma-XL-2-1024-MS.pth", "t5xxl_fp16.safetensors", "sdxl_vae.safetensors"]
+    files = ["PixArt-Sigma-XL-2-1024-MS.safetensors", "t5xxl_fp16.safetensors", "sdxl_vae.safetensors"]
     g.note(note_text(g.title, files, "BlockDance's paper setting (depth 0.75 = 21 of PixArt's 28 blocks) "
                                      "comes from PixArt."), (0, 0))
-    unet = g.add("UNETLoader", (440, 0), ["PixArt-Sigma-XL-2-1024-MS.pth", "default"])
+    unet = g.add("UNETLoader", (440, 0), ["PixArt-Sigma-XL-2-1024-MS.safetensors", "default"])
     clip = g.add("CLIPLoader", (440, 110), ["t5xxl_fp16.safetensors", "pixart", "default"])
     vae = g.add("VAELoader", (440, 250), ["sdxl_vae.safetensors"])
     latent = g.add("EmptyLatentImage", (440, 340), [1024, 1024, 1])
@@ -461,6 +534,7 @@ def pixart_sigma_t2i():
 
 # file name -> (builder, family as the `BlockDance:` log line names it)
 EXAMPLES = {
+    "blockdance_start_here": (start_here, "sd3"),
     "blockdance_flux_t2i": (flux_t2i, "flux"),
     "blockdance_sd35_t2i": (sd35_t2i, "sd3"),
     "blockdance_wan21_t2v_delta": (wan21_t2v, "wan"),
@@ -499,6 +573,24 @@ def tiny_sd3_graph(cond_folder: str, seed: int = 7) -> dict:
     g.link(latent, 0, ks, "latent_image")
     save = g.add("SaveLatent", (740, 330), ["latents/blockdance_browser"])
     g.link(ks, 0, save, "samples")
+    return g.to_json(scale=1.0)
+
+
+def tiny_sd3_calibrate_graph(cond_folder: str, seed: int = 11) -> dict:
+    """The browser test's calibration graph: BlockDance Calibrate on the tiny SD3 (10 steps, target
+    1.5x), its heat map in Preview Image and its report on the node itself."""
+    g = Graph("BlockDance · tiny SD3 calibration (browser test)")
+    unet = g.add("UNETLoader", (0, 0), ["tiny_sd3.safetensors", "default"])
+    cond = g.add("LoadTrainingDataset", (0, 140), [cond_folder])
+    zero = g.add("ConditioningZeroOut", (0, 280))
+    g.link(cond, 1, zero, "conditioning")
+    latent = g.add("EmptySD3LatentImage", (0, 380), [64, 64, 1])
+    cal = g.add("BlockDanceCalibrate", (360, 0), [seed, "increment", 10, 2.0, "euler", "simple", "auto", 1.5, ""],
+                size=(360, 560))
+    for src, slot, name in ((unet, 0, "model"), (cond, 1, "positive"), (zero, 0, "negative"), (latent, 0, "latent_image")):
+        g.link(src, slot, cal, name)
+    heat = g.add("PreviewImage", (760, 0), title="Calibration heat map", size=(700, 640))
+    g.link(cal, 1, heat, "images")
     return g.to_json(scale=1.0)
 
 
