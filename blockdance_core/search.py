@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -81,6 +81,19 @@ def step_weights(sigmas: Sequence[float], kind: str = "dsigma") -> np.ndarray:
     return d / max(d.mean(), 1e-12)
 
 
+def group_extents(e, p: int, cut: int, total: int):
+    """Every group whose cache step is p, as (its last reuse step, blocks it skips, the summed error of
+    its reuse steps p+1..last from the per-step errors e), while the error stays finite and the
+    skipped blocks within `total`."""
+    cumulative = 0.0
+    for last in range(p + 1, len(e)):
+        cumulative += e[last]
+        skip = (last - p) * cut
+        if not math.isfinite(cumulative) or skip > total:
+            return
+        yield last, skip, cumulative
+
+
 def search(measurement: Measurement, target_speedup: float, options: Sequence[Tuple[int, str]] = (),
            weights: str = "dsigma", earliest: int = 1) -> Plan:
     """The plan of least predicted error whose ideal speedup is at least `target_speedup`.
@@ -107,14 +120,7 @@ def search(measurement: Measurement, target_speedup: float, options: Sequence[Tu
             continue
         _relax(best[p + 1], back[p + 1], row, 0, 0.0, (p, -1))   # step p computes, nothing reused
         for oi, option in enumerate(options):
-            e = errors[option][p]
-            c = option[0]
-            cumulative = 0.0
-            for last in range(p + 1, S):
-                cumulative += e[last]
-                skip = (last - p) * c
-                if not math.isfinite(cumulative) or skip > total:
-                    break
+            for last, skip, cumulative in group_extents(errors[option][p], p, option[0], total):
                 _relax(best[last + 1], back[last + 1], row, skip, cumulative, (p, oi))
     final = best[S, need:]
     if not np.isfinite(final).any():
@@ -133,14 +139,23 @@ def search(measurement: Measurement, target_speedup: float, options: Sequence[Tu
     return Plan(tuple(reversed(groups)), S, L, target_speedup)
 
 
-def _relax(target_row: np.ndarray, target_back: np.ndarray, row: np.ndarray, skip: int, cost: float,
-           move: Tuple[int, int]) -> None:
+def lower(target_row: np.ndarray, row: np.ndarray, skip: int, cost: float) -> Optional[np.ndarray]:
+    """The DP's relaxation: where `row` (cost per budget spent), moved `skip` blocks on and plus
+    `cost`, is cheaper than `target_row`, lower it; the mask of the entries lowered, None if none."""
     width = len(row) - skip
     candidate = row[:width] + cost
     current = target_row[skip:]
     better = candidate < current
-    if better.any():
-        current[better] = candidate[better]
+    if not better.any():
+        return None
+    current[better] = candidate[better]
+    return better
+
+
+def _relax(target_row: np.ndarray, target_back: np.ndarray, row: np.ndarray, skip: int, cost: float,
+           move: Tuple[int, int]) -> None:
+    better = lower(target_row, row, skip, cost)
+    if better is not None:
         target_back[skip:][better] = move
 
 
