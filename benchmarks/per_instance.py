@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import os
 import statistics
-from typing import List, Optional
+from typing import List
 
 import torch
 
 from . import protocol
 from .calibrate_reference import schedule_path
-from .measure import BlockCounter, node, record_of, recorded_runs
+from .configs import Config, Workload, evaluate, sample, time_in_lockstep
+from .measure import node, record_of, recorded_runs
 from .train_ada import policy_path
 
 
@@ -31,7 +32,6 @@ def _patched(pack, model, **inputs):
 def fit_gate(pack, model, ref_model, contexts, sampler, steps, target, cut, mode) -> float:
     """The smallest gate threshold whose mean ideal speedup over calibration digits (one per class,
     each sampled alone) reaches `target`."""
-    from .run import Workload, sample, Config
     import comfy.sample
     null = ref_model.null_class
     items = []
@@ -57,7 +57,6 @@ def fit_gate(pack, model, ref_model, contexts, sampler, steps, target, cut, mode
 
 def per_instance_rows(pack, model, ref_model, contexts, sampler: str, steps: int, quick: bool, labels, fidelity,
                       seed: int, repeats: int, classifier, real_features) -> List[dict]:
-    from .run import Config, Workload, evaluate, sample, time_in_lockstep
     items = [Workload(fidelity.noise[i:i + 1], fidelity.latent[i:i + 1], [[fidelity.positive[0][0][i:i + 1], {}]],
                       fidelity.negative) for i in range(len(labels))]
     policy = None
@@ -67,7 +66,7 @@ def per_instance_rows(pack, model, ref_model, contexts, sampler: str, steps: int
         policy = pack.nodes.ada_nodes.LoadedPolicy(net, meta, os.path.splitext(os.path.basename(path))[0])
     cut, mode = (policy.meta.cut, policy.meta.mode) if policy else (ref_model.num_blocks, "delta")
     configs = [Config("baseline", {"per_sample": True}, steps, model)]
-    Schedule = pack.blockdance_core.calibrated.Schedule
+    Schedule = pack.blockdance_core.schedule.Schedule
     for target in ((2.0,) if quick else protocol.TARGETS):
         schedule = Schedule.load(schedule_path(ref_model.name, sampler, target))
         configs.append(Config("calibrated", {"target_speedup": target, "per_sample": True}, steps,

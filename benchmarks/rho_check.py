@@ -46,9 +46,9 @@ def main(argv=None) -> int:
                     except core.search.BudgetUnreachable:
                         cells.append(f"rho {rho}: unreachable")
                         continue
-                    schedule = core.calibrated.Schedule.from_plan(f"rho{rho}", family, measurement.width,
+                    schedule = core.schedule.Schedule.from_plan(f"rho{rho}", family, measurement.width,
                                                                   measurement.timeline, plan)
-                    out = sample(pack.nodes.patcher.apply_blockdance(model, core.calibrated.SchedulePolicy(schedule), "s"))
+                    out = sample(pack.nodes.patcher.apply_blockdance(model, core.schedule.SchedulePolicy(schedule), "s"))
                     cells.append(f"rho {rho}: {float(psnr_per_image(out, base).mean()):.1f} dB")
                 print(f"{name:<16}{sampler:<16}{target:>4}x  " + " | ".join(cells), flush=True)
     return 0

@@ -26,12 +26,9 @@ import argparse
 import json
 import math
 import os
-import random
-import statistics
 import sys
 import time
-from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional
 
 import torch
 
@@ -39,47 +36,14 @@ from . import protocol
 from .calibrate_reference import calibration_inputs, schedule_path
 from .comfy_env import load_pack
 from .tiny_models import load_via_unet_loader
-from .lockstep import Runner, Timed, clean_seconds, reference_time, run_lockstep, sampler_runner
+from .configs import Config, Workload, evaluate, make_workload, sample, time_in_lockstep
 from .measure import BlockCounter, node, patch, record_of, recorded_runs
-from .metrics import psnr_per_image, quality, ssim
+from .per_instance import per_instance_rows
 from .reference import classifier as digit_classifier
 from .reference import data, models
 
 SAMPLERS = protocol.SAMPLERS
 BASELINE_COPIES = 3  # uncached runs per lockstep round: every speedup divides by their mean
-
-
-@dataclass
-class Config:
-    method: str
-    params: dict
-    steps: int
-    patched: object = None            # the ModelPatcher to sample with
-    block_calls: int = 0        # blocks executed in the fidelity run
-    timed_block_calls: int = 0  # blocks executed in each timed run
-    rounds: List[Timed] = field(default_factory=list)   # one timed run per lockstep round
-    output: Optional[torch.Tensor] = None
-    copies: List["Config"] = field(default_factory=list)  # baseline: further uncached runs per round
-    predicted_error: Optional[float] = None   # the calibration error model's score of this plan
-
-    @property
-    def clean_seconds(self) -> float:
-        return clean_seconds(self.rounds)
-
-    @property
-    def wall_seconds(self) -> float:
-        return statistics.median(r.seconds for r in self.rounds)
-
-    def reference_seconds(self) -> Tuple[float, float, float]:
-        """Baseline: clean seconds (mean over this run and its copies), wall seconds (median over
-        all their rounds) and the noise floor (largest gap of one copy's clean time from the mean)."""
-        runs = [self] + self.copies
-        clean, noise = reference_time([c.rounds for c in runs])
-        return clean, statistics.median(r.seconds for c in runs for r in c.rounds), noise
-
-    @property
-    def label(self) -> str:
-        return self.method + "".join(f" {k}={v}" for k, v in self.params.items() if k not in ("start_percent", "end_percent"))
 
 
 def load_reference(ref_model):
@@ -106,7 +70,7 @@ def build_configs(pack, model, steps: int, quick: bool, sampler: str, model_name
         if not os.path.isfile(path):
             raise SystemExit(f"{path} is missing: make the shipped schedules with "
                              f"python -m benchmarks.calibrate_reference --model {model_name}")
-        schedule = pack.blockdance_core.calibrated.Schedule.load(path)
+        schedule = pack.blockdance_core.schedule.Schedule.load(path)
         patched = node(pack, "BlockDancePatch").execute(model, "blockdance", 0.75, 2, 0.4, 0.95, schedule=schedule)
         configs.append(Config("calibrated", {"target_speedup": target}, steps, patched.result[0]))
     thresholds = (0.1,) if quick else (0.05, 0.1, 0.2)
@@ -115,74 +79,6 @@ def build_configs(pack, model, steps: int, quick: bool, sampler: str, model_name
             params = {"reuse_threshold": th, "start_percent": 0.15, "end_percent": 0.95}
             configs.append(Config(method, params, steps, cls.execute(model, th, 0.15, 0.95, False).result[0]))
     return configs
-
-
-@dataclass
-class Workload:
-    """What one sampling run gets: initial noise, empty latent and conditioning for a batch."""
-    noise: torch.Tensor
-    latent: torch.Tensor
-    positive: list
-    negative: list
-
-
-def make_workload(ref_model, model, contexts, labels, seed: int) -> Workload:
-    import comfy.sample
-    latent = comfy.sample.fix_empty_latent_channels(model, ref_model.empty_latent(len(labels)))
-    null = ref_model.null_class
-    return Workload(comfy.sample.prepare_noise(latent, seed), latent, [[contexts[labels], {}]],
-                    [[contexts[null:null + 1], {}]])
-
-
-def sample(cfg: Config, work: Workload, sampler: str, seed: int, callback=None) -> torch.Tensor:
-    import comfy.sample
-    return comfy.sample.sample(cfg.patched, work.noise, cfg.steps, protocol.CFG, sampler, protocol.SCHEDULER,
-                               work.positive, work.negative, work.latent, disable_pbar=True, seed=seed,
-                               callback=callback)
-
-
-def time_in_lockstep(configs: List[Config], sampler: str, timing: Workload, seed: int, rounds: int,
-                     diffusion_model: torch.nn.Module, containers: Tuple[str, ...]) -> None:
-    """Time every configuration in `rounds` lockstep rounds (fresh random turn order each round)
-    and count the blocks each timed run executed (only the run holding the turn computes, so
-    the blocks run between two turns belong to it). Sampling is deterministic, so each
-    configuration must give the same output and block count in every round; that is checked,
-    and it also shows the interleaving left every run undisturbed."""
-    order = random.Random(seed)
-    counter = BlockCounter(diffusion_model, list(containers))
-    tally = {"active": None, "mark": 0, "calls": {}}
-
-    def settle() -> None:
-        total = sum(counter.counts)
-        if tally["active"] is not None:
-            key = id(tally["active"])
-            tally["calls"][key] = tally["calls"].get(key, 0) + total - tally["mark"]
-        tally["mark"] = total
-
-    def runner(cfg: Config) -> Runner:
-        def on_resume():
-            settle()
-            tally["active"] = cfg
-
-        return sampler_runner(cfg.patched, lambda callback: sample(cfg, timing, sampler, seed, callback), on_resume)
-
-    outputs: Dict[int, torch.Tensor] = {}
-    try:
-        for r in range(rounds):
-            shuffled = order.sample(configs, len(configs))
-            tally.update(active=None, calls={})
-            results = run_lockstep([runner(c) for c in shuffled], torch.get_num_threads())
-            settle()
-            for cfg, timed in zip(shuffled, results):
-                first = outputs.setdefault(id(cfg), timed.output)
-                calls = tally["calls"].get(id(cfg), 0)
-                if not torch.equal(first, timed.output) or (r and calls != cfg.timed_block_calls):
-                    raise RuntimeError(f"{cfg.label} gave a different output or block count in another timing round")
-                timed.output = None
-                cfg.timed_block_calls = calls
-                cfg.rounds.append(timed)
-    finally:
-        counter.close()
 
 
 def run_sampler(pack, configs, base_model, ref_model, sampler, fidelity: Workload, timing: Workload, seed, repeats):
@@ -225,9 +121,10 @@ def measure_calibration(pack, model, ref_model, sampler: str, steps: int):
     sampling = calibration.Sampling(positive, negative, latent, protocol.CALIBRATION_SEED, steps, protocol.CFG,
                                     sampler, protocol.SCHEDULER)
     cuts, _ = calibration.search_options(model, "auto")
-    probes: list = []
-    sampling.run(pack.nodes.patcher.apply_blockdance(model, pack.blockdance_core.probe.ProbePolicy(cuts, probes), "probe"))
-    return probes[-1].measurement()
+    probed, receiver = pack.nodes.telemetry.receiving(
+        pack.nodes.patcher.apply_blockdance(model, pack.blockdance_core.probe.ProbePolicy(cuts), "probe"))
+    sampling.run(probed)
+    return receiver.last.record.result.measurement()
 
 
 def rank_correlation(rows: List[dict]) -> Optional[float]:
@@ -253,31 +150,6 @@ def rank_correlation(rows: List[dict]) -> Optional[float]:
     a = ranks([r["predicted_error"] for r in scored])
     b = ranks([r["psnr_mean"] for r in scored])
     return float(torch.corrcoef(torch.stack([a, b]))[0, 1])
-
-
-def evaluate(configs, ref_model, sampler, labels, classifier, real_features) -> List[dict]:
-    base = configs[0]
-    base_images = ref_model.from_latent(base.output)
-    base_clean, base_wall, noise = base.reference_seconds()
-    rows = []
-    for cfg in configs:
-        images = ref_model.from_latent(cfg.output)
-        psnr = psnr_per_image(images, base_images)
-        ideal = base.timed_block_calls / cfg.timed_block_calls  # the work of the runs that were timed
-        clean, wall = (base_clean, base_wall) if cfg is base else (cfg.clean_seconds, cfg.wall_seconds)
-        speedup = base_clean / clean
-        rows.append({
-            "model": ref_model.name, "method": cfg.method, "sampler": sampler, "params": cfg.params,
-            "speedup": round(speedup, 4), "ideal_speedup": round(ideal, 4), "efficiency": round(speedup / ideal, 4),
-            "psnr_mean": float(psnr.mean()), "psnr_min": float(psnr.min()), "ssim": round(ssim(images, base_images), 5),
-            **{k: round(v, 4) for k, v in quality(images, labels, classifier, real_features).items()},
-            "speedup_wall": round(base_wall / wall, 4), "seconds": round(clean, 4), "label": cfg.label,
-            # EasyCache / LazyCache decide per batch: the fidelity batch may skip other steps
-            "ideal_speedup_fidelity": round(base.block_calls / cfg.block_calls, 4),
-            "predicted_error": None if cfg.predicted_error is None else round(cfg.predicted_error, 6),
-        })
-    rows[0]["timing_noise"] = round(noise, 4)
-    return rows
 
 
 def non_block_share(rows: List[dict]) -> float:
@@ -356,7 +228,6 @@ def main(argv=None) -> int:
         sampler_rows[0]["rank_correlation"] = rank_correlation(sampler_rows)
         rows += sampler_rows
         if not args.no_per_sample:
-            from .per_instance import per_instance_rows
             rows += per_instance_rows(pack, model, ref_model, contexts, sampler, steps, args.quick, labels, fidelity,
                                       args.seed, repeats, classifier, real_features)
         grids[sampler] = configs

@@ -10,7 +10,6 @@ Fidelity is the PSNR of the decoded digits. Ideal speedups are from block execut
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 
@@ -55,7 +54,7 @@ def main(argv=None) -> int:
     eval_latent = comfy.sample.fix_empty_latent_channels(model, ref_model.empty_latent(len(labels)))
     noise = comfy.sample.prepare_noise(eval_latent, protocol.EVAL_SEED)
     eval_pos, eval_neg = [[contexts[labels], {}]], negative
-    Schedule = pack.blockdance_core.calibrated.Schedule
+    Schedule = pack.blockdance_core.schedule.Schedule
     shipped = Schedule.load(schedule_path(args.model, "euler", args.target))
     patch_with = lambda s: node(pack, "BlockDancePatch").execute(model, "blockdance", 0.75, 2, 0.4, 0.95,
                                                                  schedule=s).result[0]
@@ -75,7 +74,7 @@ def main(argv=None) -> int:
             sampler_name=sampler, scheduler=scheduler, mode="auto", target_speedup=args.target).result
         base, _ = run(model, steps, sampler, scheduler, cfg)
         out, record = run(patch_with(schedule), steps, sampler, scheduler, cfg)
-        fewer = max(1, math.floor(steps / record.ideal_speedup + 1e-9))
+        fewer = pack.blockdance_core.budget.fewer_steps(steps, record.ideal_speedup)
         fewer_out, _ = run(model, fewer, sampler, scheduler, cfg)
         moved, moved_record = run(patch_with(shipped), steps, sampler, scheduler, cfg)
         cal = float(psnr_per_image(out, base).mean())

@@ -4,17 +4,17 @@ This package knows nothing of ComfyUI: policies decide which steps reuse block f
 run keeps the cache and the per-step record, and `nodes/` adapts ComfyUI models to it.
 """
 from .actions import FULL, MODES, StepAction, StepKind, cache_step, reuse_step
-from .config import DEFAULTS, PAPER_DEPTH, BlockDanceConfig, BlockDanceConfigError
+from .config import DEFAULTS, BlockDanceConfig, BlockDanceConfigError
 from .engine import PatchSpec, SamplingRun
 from .policy import GroupPolicy, MaskPolicy, Observation, PlannedRun, PolicyRun, StepPolicy
 from .record import RunRecord, StepRecord, parse_log_line
-from .schedule import group_reuse, plan_from_reuse, resample
+from .plans import group_reuse, plan_from_reuse, resample
 from .timeline import StepClock, Timeline
-from . import ada, calibrated, gate, heatmap, probe, search  # noqa: E402  (policies and calibration, by module)
+from . import ada, budget, gate, heatmap, probe, schedule, search  # noqa: E402  (policies and calibration, by module)
 
 __all__ = [
     "FULL", "MODES", "StepAction", "StepKind", "cache_step", "reuse_step",
-    "DEFAULTS", "PAPER_DEPTH", "BlockDanceConfig", "BlockDanceConfigError",
+    "DEFAULTS", "BlockDanceConfig", "BlockDanceConfigError",
     "PatchSpec", "SamplingRun",
     "GroupPolicy", "MaskPolicy", "Observation", "PlannedRun", "PolicyRun", "StepPolicy",
     "RunRecord", "StepRecord", "parse_log_line",

@@ -32,10 +32,12 @@ from torch import nn
 
 from . import untrusted
 from .actions import FULL, MODES, StepAction, cache_step, reuse_step
-from .policy import Observation, PolicyRun, StepPolicy
-from .timeline import Timeline
+from .policy import ModelFingerprint, Observation, PolicyRun, StepPolicy
+from .budget import blocks_to_save
+from .timeline import POSITION_EPS, Timeline, bin_of
 
 BINS = 32
+DEFAULT_LAM = 2.0            # reward weight of quality against saved compute (BlockDance Ada Train's)
 FORMAT = "blockdance-ada"
 MAX_HIDDEN = 4096            # the shipped policies use 64
 MAX_CHANNELS = 1024
@@ -61,6 +63,10 @@ class AdaMeta:
     budgets: Tuple[float, ...]     # target speedups it was trained for
     hidden: int = 64
     training: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def fingerprint(self) -> ModelFingerprint:
+        return ModelFingerprint(self.family, self.num_blocks, None, self.latent_channels, self.cond_width)
 
     def to_metadata(self) -> dict:
         data = asdict(self)
@@ -128,7 +134,12 @@ class AdaNet(nn.Module):
 
     def forward(self, latent: torch.Tensor, cond: torch.Tensor, scalars: torch.Tensor) -> torch.Tensor:
         """Logits of 'this stretch computes', [batch, bins]."""
-        return self.plan(scalars) + self.correction(torch.cat([latent, cond @ self.projection], dim=1))
+        plan, correction = self.parts(latent, cond, scalars)
+        return plan + correction
+
+    def parts(self, latent: torch.Tensor, cond: torch.Tensor, scalars: torch.Tensor):
+        """(static plan logits, per-instance correction): the warm start penalises the correction alone."""
+        return self.plan(scalars), self.correction(torch.cat([latent, cond @ self.projection], dim=1))
 
 
 def latent_features(x: torch.Tensor) -> torch.Tensor:
@@ -156,21 +167,26 @@ def cond_features(context: Optional[torch.Tensor], rows: int, width: int, label:
     return c if c.shape[0] == rows else c.mean(0, keepdim=True).expand(rows, width)
 
 
+def budget_feature(target: float) -> float:
+    """The target speedup as the network reads it (the fourth scalar)."""
+    return (target - 1) / 3
+
+
 def scalars(position: float, sigma: float, steps: int, target: float, rows: int) -> torch.Tensor:
-    values = [position, math.log1p(max(sigma, 0.0)), math.log(max(steps, 1)) / math.log(100), (target - 1) / 3]
+    values = [position, math.log1p(max(sigma, 0.0)), math.log(max(steps, 1)) / math.log(100), budget_feature(target)]
     return torch.tensor(values, dtype=torch.float32).expand(rows, 4)
 
 
 def rho_step(positions, rho: float) -> int:
     """The step where a policy deciding at `rho` plans: the first at or after rho on the timeline,
     never step 0 (nothing is cached yet); len(positions) when no step is left."""
-    return next((k for k, p in enumerate(positions) if p >= rho - 1e-9 and k >= 1), len(positions))
+    return next((k for k, p in enumerate(positions) if p >= rho - POSITION_EPS and k >= 1), len(positions))
 
 
 def read_bins(bins: torch.Tensor, positions: List[float]) -> torch.Tensor:
     """Per-bin values at timeline positions (a plan made on normalised time, read for any run)."""
     n = bins.shape[-1]
-    return bins[..., [min(n - 1, int(p * n + 1e-9)) for p in positions]]
+    return bins[..., [bin_of(p, n) for p in positions]]
 
 
 @dataclass(frozen=True)
@@ -179,42 +195,47 @@ class AdaPolicy(StepPolicy):
     meta: AdaMeta
     target_speedup: float
     label: str = "ada"
-    sample: bool = False           # training: Bernoulli masks; test: decoded
+    sample: bool = False           # training: Bernoulli masks (the trainer puts the network in train mode); test: decoded
     decode: str = "budget"         # "budget": the target's number of reuse steps; "threshold": m > 0.5 computes
-    sink: list = field(default_factory=list, compare=False)   # training collects each run here
-    # training: where the masks' randomness comes from. Not the global generator: sampling reseeds it
-    # for the noise (comfy.sample.prepare_noise), which would give every rollout of an item one mask.
-    generator: Optional[torch.Generator] = field(default=None, compare=False)
+    # training: the seed the rollout's mask and dropout draw from (the trainer draws it per rollout). Not
+    # the global generator: sampling reseeds it for the noise (comfy.sample.prepare_noise), which would
+    # give every rollout of an item one mask.
+    mask_seed: Optional[int] = None
     name = "ada"
 
     def ranges(self, num_blocks: int):
         return ((range(self.meta.cut), self.meta.mode),)
 
     def start(self, timeline: Timeline, num_blocks: int) -> "AdaRun":
-        run = AdaRun(self, timeline)
-        if self.sample:
-            self.sink.append(run)
-        return run
+        return AdaRun(self, timeline)
 
     def describe(self, num_blocks: int) -> dict:
         return {"policy": self.label, "target": f"{self.target_speedup:g}x"}
 
-    def check_model(self, family: str, num_blocks: int) -> None:
-        m = self.meta
-        if m.family != family or m.num_blocks != num_blocks:
-            raise AdaError(f"policy {self.label!r} was trained for {m.family} with {m.num_blocks} blocks; this model "
-                           f"is {family} with {num_blocks} blocks. Train one for it with BlockDance Ada Train.")
+    def check_model(self, model: ModelFingerprint) -> None:
+        mine = self.meta.fingerprint
+        if mine.mismatches(model):
+            raise AdaError(f"policy {self.label!r} was trained for {mine.describe()}; this model is "
+                           f"{model.describe()}. Train one for it with BlockDance Ada Train.")
+
+
+SEED_RANGE = 2 ** 62   # mask seeds are drawn below this
+
+
+def draw_seed(generator: torch.Generator) -> int:
+    """The next rollout's mask seed from the trainer's generator."""
+    return int(torch.randint(0, SEED_RANGE, (1,), generator=generator))
 
 
 @contextlib.contextmanager
-def own_randomness(generator: Optional[torch.Generator]):
-    """Dropout and the Bernoulli masks draw from `generator` (when given), and the sampler's global
-    random stream is left as it was, so a policy in training never shifts the sampling noise."""
-    if generator is None:
+def own_randomness(seed: Optional[int]):
+    """Dropout and the Bernoulli masks draw from `seed` (when given), and the sampler's global random
+    stream is left as it was, so a policy in training never shifts the sampling noise."""
+    if seed is None:
         yield
         return
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(torch.randint(0, 2 ** 62, (1,), generator=generator)))
+        torch.manual_seed(seed)
         yield
 
 
@@ -272,8 +293,7 @@ class AdaRun(PolicyRun):
                            f"{tuple(x.shape) if x is not None else 'unknown'}")
         rows = x.shape[0]
         positions = list(self.timeline.positions[self.rho_step:])
-        p.net.train(p.sample)   # dropout only while training
-        with autograd() if p.sample else torch.no_grad(), own_randomness(p.generator if p.sample else None):
+        with autograd() if p.sample else torch.no_grad(), own_randomness(p.mask_seed if p.sample else None):
             features = (latent_features(x), cond_features(seen.context, rows, m.cond_width, p.label),
                         scalars(self.timeline.positions[seen.step], self.timeline.sigmas[seen.step],
                                 self.timeline.num_steps, p.target_speedup, rows))
@@ -292,12 +312,15 @@ class AdaRun(PolicyRun):
 
     def _budget(self, step_probs: torch.Tensor) -> torch.Tensor:
         """Reuse the steps least likely to need computing, as many as reach the target speedup."""
-        total = self.timeline.num_steps * self.policy.meta.num_blocks
-        need = math.ceil(total * (1 - 1 / self.policy.target_speedup) - 1e-9)
+        need = blocks_to_save(self.timeline.num_steps * self.policy.meta.num_blocks, self.policy.target_speedup)
         reuse = min(len(step_probs), math.ceil(need / self.policy.meta.cut))
         computes = torch.ones_like(step_probs)
         computes[torch.argsort(step_probs, stable=True)[:reuse]] = 0.0
         return computes
+
+    def result(self) -> "AdaRun":
+        """Training reads what the network saw (`features`) and `log_prob` from the run's record."""
+        return self
 
     def summary(self) -> dict:
         if self.computes is None:

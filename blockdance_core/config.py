@@ -7,8 +7,6 @@ from dataclasses import dataclass, fields
 
 from .actions import MODES
 
-PAPER_DEPTH = 21 / 28  # BlockDance reuses block 20 of PixArt-alpha's 28: 21 blocks skipped.
-
 
 class BlockDanceConfigError(ValueError):
     """An input the user can fix; the message names the input and the allowed values."""

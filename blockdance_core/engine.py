@@ -8,7 +8,8 @@ nested scopes:
     run = spec.new_run(timeline)                        # a sampler run begins
         run.begin_evaluation()                          # one model evaluation of the sampler
             run.begin_call(sigma, keys, ...)            # one model forward within it
-                run.run_block(j, state, compute, ...)   # from the hook of each hooked block
+                run.role(j)                             # from the hook of each hooked block: run / pass / replace
+                run.run_block(j, state, compute, ...)   # when the answer is replace
             run.end_call()
         run.step_done(k)                                # the sampler's step callback
     record = run.finish()                               # frees every cached tensor
@@ -26,7 +27,7 @@ reach the range's last block through the pass-through, as they would in the unca
 
 Threads: ComfyUI core's multi-GPU split runs the conditioning chunks of one evaluation as parallel
 forwards, one thread per device, sharing the run. The forward in flight (`_Call`) is therefore kept
-per thread, and everything run-wide (clock, decisions, policy state, cache, record) changes under the
+per thread (`Forward`: it resolves the step, keeps and sums the range's result), and everything run-wide (clock, decisions, policy state, cache, record) changes under the
 run's lock. A step is decided once, by the first forward to reach it; the others take that decision.
 Each chunk keeps its own cache entry, made from (and left on) its own device.
 
@@ -36,8 +37,9 @@ before the first one resolved the forward displaces it too.
 """
 from __future__ import annotations
 
+import enum
 import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from typing import Any, Callable, Dict, Hashable, List, Optional, Sequence
 
 from .actions import FULL, StepAction, StepKind, cache_step
@@ -72,26 +74,225 @@ class PatchSpec:
         return SamplingRun(self, timeline)
 
 
-@dataclass
-class _Call:
-    """One model forward in flight (on one thread)."""
-    step: Optional[int]
-    keys: List[Hashable]
-    record: StepRecord
-    evaluation: int
-    x: Any = None
-    context: Any = None
-    residuals: Optional[str] = None           # what adds into the hidden state between blocks (ControlNet, ...)
-    action: StepAction = FULL
-    resolved: bool = False
-    displaced: bool = False
-    signatures: List[tuple] = field(default_factory=list)
-    base: Any = None                           # delta cache step: the range's input, or its blocks' summed change
-    base_block: int = -1                       # the block whose layout `base` is in
-    entries: List[CacheEntry] = field(default_factory=list)
-    stored_keys: List[Hashable] = field(default_factory=list)
-    pending_side: dict = field(default_factory=dict)
-    side_seen: Dict[str, int] = field(default_factory=dict)
+class Role(enum.Enum):
+    """What the hook of a hooked block does in the forward in flight (SamplingRun.role)."""
+    RUN = "run"           # call the real block; nothing to build or keep
+    PASS = "pass"         # return the block's input unchanged (inside a skipped range, before its last block)
+    REPLACE = "replace"   # hand the block to run_block (decide the step, watch, keep, sum or return the cache)
+
+
+class Forward:
+    """One model forward in flight (on one thread): it resolves the step at its first hooked block,
+    then runs, skips or replaces each hooked block, keeping (`_store`) and summing (delta) what the
+    step's range produces. Run-wide state it touches (decisions, cache, record) changes under the
+    run's lock."""
+
+    def __init__(self, run: "SamplingRun", step: Optional[int], keys: List[Hashable], record: StepRecord,
+                 evaluation: int, x: Any = None, context: Any = None, residuals: Optional[str] = None):
+        self.run = run
+        self.step = step
+        self.keys = keys
+        self.record = record
+        self.evaluation = evaluation
+        self.x = x
+        self.context = context
+        self.residuals = residuals   # what adds into the hidden state between blocks (ControlNet, ...)
+        self.action: StepAction = FULL
+        self.resolved = False
+        self.displaced = False
+        self.signatures: List[tuple] = []
+        self.base: Any = None        # delta cache step: the range's input, or its blocks' summed change
+        self.base_block = -1         # the block whose layout `base` is in
+        self.entries: List[CacheEntry] = []
+        self.stored_keys: List[Hashable] = []
+        self.sides = SideResults()
+
+    # ------------------------------------------------------------------ the one question
+    def role(self, index: int) -> Role:
+        """What hooked block `index` does in this forward; asks, never changes anything."""
+        if not self.resolved:
+            return Role.REPLACE   # the step is decided (or the forward displaced) in run_block
+        action = self.action
+        if action.kind is StepKind.FULL or index not in action.blocks:
+            watched = index in self.run.observes and not self.displaced and self.step is not None
+            return Role.REPLACE if watched else Role.RUN
+        last = action.blocks[-1]
+        if action.kind is StepKind.REUSE:
+            return Role.PASS if index != last else Role.REPLACE
+        if action.mode == "delta" and (self.residuals or index == action.blocks[0]):
+            return Role.REPLACE
+        return Role.REPLACE if index == last else Role.RUN
+
+    # ------------------------------------------------------------------ acting on it
+    def run_block(self, index: int, state: Any, compute: Callable[[Any], Any],
+                  to_stage: Optional[Callable[[Any], Any]]) -> Any:
+        run = self.run
+        if not self.resolved:
+            with run._lock:
+                if index == run.spec.hooked_blocks.start:
+                    self._resolve(state)
+                else:
+                    run._displace(self, f"block {index} ran before BlockDance's first hooked block "
+                                        f"{run.spec.hooked_blocks.start} (another node's patch holds it)")
+        role = self.role(index)
+        if role is Role.RUN:
+            return compute(state)
+        if role is Role.PASS:
+            return state
+        action = self.action
+        if action.kind is StepKind.FULL or index not in action.blocks:   # a watched block outside the range
+            return self._watched(index, state, compute, to_stage)
+        last = action.blocks[-1]
+        if action.kind is StepKind.REUSE:   # the range's last block (the others pass through)
+            cached = tree_cat([e.features for e in self.entries], dim=run.spec.batch_dim)
+            return tree_add(state, cached) if action.mode == "delta" else cached
+        if action.mode != "delta":
+            out = compute(state)
+            if index == last:
+                self._store(out)
+            return out
+        if self.residuals:   # sum the blocks' own changes; what lands between them is not theirs
+            before = tree_clone(state)   # blocks modify their input in place
+            out = compute(state)
+            change = tree_sub(out, before)
+            self.base = change if self.base is None else tree_add(self._in_layout(index, to_stage), change)
+            self.base_block = index
+            if index == last:
+                self._store(self.base)
+            return out
+        if index == action.blocks[0]:
+            self.base, self.base_block = tree_clone(state), index   # the block may modify its input in place
+        out = compute(state)
+        if index == last:
+            self._store(tree_sub(out, self._in_layout(index, to_stage)))
+        return out
+
+    def _watched(self, index: int, state: Any, compute: Callable[[Any], Any],
+                 to_stage: Optional[Callable[[Any], Any]]) -> Any:
+        """A block the measuring policy watches: its run sees what the block took and gave."""
+        run = self.run
+        seen = run.policy.watch(index, state)
+        out = compute(state)
+        with run._lock:
+            seen(self.step, self.evaluation, out, to_stage)
+        return out
+
+    def _in_layout(self, index: int, to_stage: Optional[Callable[[Any], Any]]) -> Any:
+        """self.base in block `index`'s layout (two-stage models: first-stage streams joined)."""
+        spec = self.run.spec
+        if to_stage is not None and spec.stage(self.base_block) != spec.stage(index):
+            return to_stage(self.base)
+        return self.base
+
+    def _resolve(self, block_input: Any) -> None:
+        """The first hooked block of a forward: decide the step (once per step: a parallel forward of the
+        same step waits on the lock and takes that decision), then confirm a planned reuse against the
+        cache or fall back to computing and caching. Called under the run's lock."""
+        run = self.run
+        self.resolved = True
+        step, record = self.step, self.record
+        action = run.decisions.get(step)
+        if action is None:
+            action = run.policy.decide(Observation(step, run.timeline, self.x, self.context, block_input, run.record))
+            problem = check_action(action, run.spec.hooked_blocks, step, run.spec.policy)
+            if problem:
+                raise RuntimeError(problem)   # a policy bug, never user input
+            if run.guidance.active and action.kind is StepKind.REUSE:
+                action = FULL   # a guidance extra over skipped blocks is running: see guidance.py
+                run.note(GuidanceGuard.NOTE)
+            run.decisions[step] = action
+            record.planned, record.mode = action.kind.value, action.mode
+            record.blocks = [action.blocks.start, action.blocks.stop] if action.kind is not StepKind.FULL else None
+        if action.kind is StepKind.FULL:
+            return
+        chunks = self.chunks(block_input)
+        if len(chunks) != len(self.keys):   # rows do not split evenly: cache the forward as a whole
+            self.keys = [tuple(self.keys)]
+        self.signatures = [tree_signature(c) for c in chunks]
+        if action.kind is StepKind.REUSE:
+            entries = [run.cache.usable(key, sig, action.blocks, action.source, step, action.mode)
+                       for key, sig in zip(self.keys, self.signatures)]
+            if all(e is not None for e in entries):
+                self.action, self.entries = action, entries
+                record.reused_calls += 1
+                return
+            record.fallback_calls += 1   # nothing usable cached for this forward: compute and cache now
+        self.action = cache_step(action.blocks, action.mode)
+
+    def _store(self, features: Any) -> None:
+        """Keep the range's result per chunk. A later evaluation at the same step replaces an entry
+        (Heun's corrector for step k-1 runs at step k's sigma before step k's own forward); within one
+        evaluation the first forward wins (guidance extras such as SLG follow the main forward)."""
+        run, action = self.run, self.action
+        self.base = None
+        stored = False
+        with run._lock:
+            for key, chunk, signature in zip(self.keys, self.chunks(features), self.signatures):
+                entry = run.cache.entry(key)
+                if entry is not None and entry.step == self.step and run.stored_in.get(key) == self.evaluation:
+                    continue
+                run.cache.store(key, chunk, self.step, action.blocks, action.mode, signature)
+                run.stored_in[key] = self.evaluation
+                self.stored_keys.append(key)
+                stored = True
+            if stored:
+                self.record.cached_calls += 1
+
+    def chunks(self, state: Any) -> List[Any]:
+        """`state` split into this forward's conditioning chunks (whole when rows do not split evenly)."""
+        leaves = tree_leaves(state)
+        n, dim = len(self.keys), self.run.spec.batch_dim
+        if n > 1 and all(t.shape[dim] % n == 0 for t in leaves):
+            return tree_chunk(state, n, dim)
+        return [state]
+
+
+class SideResults:
+    """Per forward: results of side branches that run inside the skipped range (Wan VACE), kept on a
+    cache forward and attached to its cache entries when the forward ends, replayed on reuse forwards."""
+
+    def __init__(self):
+        self.pending: dict = {}
+        self.seen: Dict[str, int] = {}
+
+    def name(self, prefix: str) -> str:
+        """A name for the n-th result of a side branch in this forward (e.g. one per VACE context)."""
+        n = self.seen.get(prefix, 0)
+        self.seen[prefix] = n + 1
+        return f"{prefix}:{n}"
+
+
+class SideReplay:
+    """What a side branch (nodes/vace.py) asks of the forward in flight on its thread."""
+
+    def __init__(self, run: "SamplingRun"):
+        self.run = run
+
+    @property
+    def kind(self) -> Optional[StepKind]:
+        """What the forward in flight does once it is resolved; None outside a forward or before."""
+        call = self.run.call
+        return call.action.kind if call is not None and call.resolved else None
+
+    @property
+    def blocks(self) -> range:
+        return self.run.call.action.blocks
+
+    def name(self, prefix: str) -> str:
+        return self.run.call.sides.name(prefix)
+
+    def keep(self, name: str, value: Any) -> None:
+        """On a cache forward, keep the result of a side branch that runs inside the skipped range so
+        that reuse forwards can replay it instead of computing it."""
+        if self.kind is StepKind.CACHE:
+            self.run.call.sides.pending[name] = value
+
+    def can_replay(self, name: str) -> bool:
+        return self.kind is StepKind.REUSE and all(name in e.side for e in self.run.call.entries)
+
+    def replay(self, name: str) -> Any:
+        """On a reuse forward, the side result kept at the cache step (batch rows in call order)."""
+        return tree_cat([e.side[name] for e in self.run.call.entries], dim=self.run.spec.batch_dim)
 
 
 class SamplingRun:
@@ -107,17 +308,18 @@ class SamplingRun:
         self.decisions: Dict[int, StepAction] = {}
         self.stored_in: Dict[Hashable, int] = {}   # key -> evaluation that made its entry
         self.evaluation = 0
-        self._calls: Dict[int, _Call] = {}   # thread id -> the forward that thread has in flight
+        self._calls: Dict[int, Forward] = {}   # thread id -> the forward that thread has in flight
         self._lock = threading.RLock()      # guards everything above against parallel forwards
         self.scratch: dict = {}   # per-run helpers of the host adapter (e.g. block proxies)
         self.guidance = GuidanceGuard()
+        self.side = SideReplay(self)
         self.finished = False
 
     def __deepcopy__(self, memo):  # a copy of a run's options still belongs to that run
         return self
 
     @property
-    def call(self) -> Optional[_Call]:
+    def call(self) -> Optional[Forward]:
         """The forward in flight on the calling thread; None outside a forward."""
         return self._calls.get(threading.get_ident())
 
@@ -156,11 +358,13 @@ class SamplingRun:
             self.record.note(text)
 
     def finish(self) -> RunRecord:
-        """Return the run's record and drop every tensor the run held."""
+        """Return the run's record (with the policy run's result) and drop every tensor the run held."""
         with self._lock:
             record = self.record
             record.cache_peak_bytes = self.cache.peak_bytes
-            record.extra.update(self.policy.summary() if self.policy is not None else {})
+            if self.policy is not None:
+                record.extra.update(self.policy.summary())
+                record.result = self.policy.result()
             self.cache.clear()
             self._calls.clear()
             self.scratch.clear()
@@ -182,7 +386,7 @@ class SamplingRun:
             step = self.clock.step_of(sigma)
             record = self.record.step(step)
             record.calls += 1
-            call = _Call(step, list(keys) or [None], record, self.evaluation, x, context, residuals)
+            call = Forward(self, step, list(keys) or [None], record, self.evaluation, x, context, residuals)
             self._calls[threading.get_ident()] = call
             if step is None:
                 call.resolved = True   # off the schedule: nothing planned, computed in full
@@ -201,76 +405,25 @@ class SamplingRun:
             call.record.blocks_run += self.spec.num_blocks - skipped
             self.guidance.saw_call(call.step, call.action.kind is StepKind.REUSE and not call.displaced,
                                    call.displaced, self.spec.num_blocks - skipped, skipped)
-            for name, value in call.pending_side.items():
-                for key, chunk in zip(call.keys, self._chunks(value, call.keys)):
+            for name, value in call.sides.pending.items():
+                for key, chunk in zip(call.keys, call.chunks(value)):
                     if key in call.stored_keys:
                         self.cache.attach_side(key, name, chunk)
             call.record.cache_bytes = self.cache.nbytes()
 
-    def _displace(self, call: _Call, why: str) -> None:
+    def _displace(self, call: Forward, why: str) -> None:
         with self._lock:
             call.displaced = call.resolved = True
             call.action = FULL
             call.record.displaced_calls += 1
             self.note(f"{why}; such forwards ran in full")
 
-    # ------------------------------------------------------------ side branches
-    @property
-    def current_kind(self) -> Optional[StepKind]:
-        """What the forward in flight does once it is resolved; None outside a forward or before."""
-        call = self.call
-        return call.action.kind if call is not None and call.resolved else None
-
-    def side_name(self, prefix: str) -> str:
-        """A name for the n-th result of a side branch in this forward (e.g. one per VACE context)."""
-        seen = self.call.side_seen
-        n = seen.get(prefix, 0)
-        seen[prefix] = n + 1
-        return f"{prefix}:{n}"
-
-    def keep_side(self, name: str, value: Any) -> None:
-        """On a cache forward, keep the result of a side branch that runs inside the skipped range so
-        that reuse forwards can replay it instead of computing it."""
-        if self.current_kind is StepKind.CACHE:
-            self.call.pending_side[name] = value
-
-    def can_replay_side(self, name: str) -> bool:
-        return self.current_kind is StepKind.REUSE and all(name in e.side for e in self.call.entries)
-
-    def replay_side(self, name: str) -> Any:
-        """On a reuse forward, the side result kept at the cache step (batch rows in call order)."""
-        return tree_cat([e.side[name] for e in self.call.entries], dim=self.spec.batch_dim)
-
     # --------------------------------------------------------------- block scope
-    def runs_plainly(self, index: int) -> bool:
-        """True when hooked block `index` just computes in this forward, so the hook may call the real
-        block without building a state; False when it must go through run_block."""
+    def role(self, index: int) -> Role:
+        """What hooked block `index` does in the forward in flight on this thread (RUN outside a
+        forward); side-effect free, so a hook asks it once and acts on the answer."""
         call = self.call
-        if call is None:
-            return True
-        if not call.resolved:
-            if index == self.spec.hooked_blocks.start:
-                return False   # the step is decided here, with this block's input
-            self._displace(call, f"block {index} ran before BlockDance's first hooked block "
-                                 f"{self.spec.hooked_blocks.start} (another node's patch holds it)")
-            return True
-        if index in self.observes and not call.displaced and call.step is not None:
-            return False
-        action = call.action
-        if action.kind is StepKind.FULL or index not in action.blocks:
-            return True
-        if action.kind is StepKind.REUSE or (action.mode == "delta" and call.residuals):
-            return False
-        return index != action.blocks[-1] and not (action.mode == "delta" and index == action.blocks[0])
-
-    def passes_through(self, index: int) -> bool:
-        """True when hooked block `index` lies inside the range a resolved reuse forward skips, before
-        its last block: the hook returns its input unchanged without building anything."""
-        call = self.call
-        if call is None or not call.resolved:
-            return False
-        action = call.action
-        return action.kind is StepKind.REUSE and index in action.blocks and index != action.blocks[-1]
+        return Role.RUN if call is None else call.role(index)
 
     def run_block(self, index: int, state: Any, compute: Callable[[Any], Any],
                   to_stage: Optional[Callable[[Any], Any]] = None) -> Any:
@@ -281,110 +434,7 @@ class SamplingRun:
         to_stage: delta across stages: turns a state of the first stage into this block's layout
                   (e.g. Flux single blocks see cat(txt, img))
         """
-        if self.runs_plainly(index):
-            return compute(state)
         call = self.call
-        if not call.resolved:
-            with self._lock:
-                self._resolve(call, state)
-            if self.runs_plainly(index):
-                return compute(state)
-        action = call.action
-        if index in self.observes and (action.kind is StepKind.FULL or index not in action.blocks):
-            before = tree_clone(state) if index in self.policy.observes_inputs else None   # blocks work in place
-            out = compute(state)
-            with self._lock:
-                self.policy.see(call.step, call.evaluation, index, before, out, to_stage)
-            return out
-        last = action.blocks[-1]
-        if action.kind is StepKind.REUSE:
-            if index != last:
-                return state
-            cached = tree_cat([e.features for e in call.entries], dim=self.spec.batch_dim)
-            return tree_add(state, cached) if action.mode == "delta" else cached
-        if action.mode != "delta":
-            out = compute(state)
-            if index == last:
-                self._store(call, out)
-            return out
-        if call.residuals:   # sum the blocks' own changes; what lands between them is not theirs
-            before = tree_clone(state)   # blocks modify their input in place
-            out = compute(state)
-            change = tree_sub(out, before)
-            call.base = change if call.base is None else tree_add(self._in_layout(call, index, to_stage), change)
-            call.base_block = index
-            if index == last:
-                self._store(call, call.base)
-            return out
-        if index == action.blocks[0]:
-            call.base, call.base_block = tree_clone(state), index   # the block may modify its input in place
-        out = compute(state)
-        if index == last:
-            self._store(call, tree_sub(out, self._in_layout(call, index, to_stage)))
-        return out
-
-    def _in_layout(self, call: _Call, index: int, to_stage: Optional[Callable[[Any], Any]]) -> Any:
-        """call.base in block `index`'s layout (two-stage models: first-stage streams joined)."""
-        if to_stage is not None and self.spec.stage(call.base_block) != self.spec.stage(index):
-            return to_stage(call.base)
-        return call.base
-
-    def _resolve(self, call: _Call, block_input: Any) -> None:
-        """The first hooked block of a forward: decide the step (once per step: a parallel forward of the
-        same step waits on the lock and takes that decision), then confirm a planned reuse against the
-        cache or fall back to computing and caching. Called under the run's lock."""
-        call.resolved = True
-        step, record = call.step, call.record
-        action = self.decisions.get(step)
-        if action is None:
-            action = self.policy.decide(Observation(step, self.timeline, call.x, call.context, block_input, self.record))
-            problem = check_action(action, self.spec.hooked_blocks, step, self.spec.policy)
-            if problem:
-                raise RuntimeError(problem)   # a policy bug, never user input
-            if self.guidance.active and action.kind is StepKind.REUSE:
-                action = FULL   # a guidance extra over skipped blocks is running: see guidance.py
-                self.note(GuidanceGuard.NOTE)
-            self.decisions[step] = action
-            record.planned, record.mode = action.kind.value, action.mode
-            record.blocks = [action.blocks.start, action.blocks.stop] if action.kind is not StepKind.FULL else None
-        if action.kind is StepKind.FULL:
-            return
-        chunks = self._chunks(block_input, call.keys)
-        if len(chunks) != len(call.keys):   # rows do not split evenly: cache the forward as a whole
-            call.keys = [tuple(call.keys)]
-        call.signatures = [tree_signature(c) for c in chunks]
-        if action.kind is StepKind.REUSE:
-            entries = [self.cache.usable(key, sig, action.blocks, action.source, step, action.mode)
-                       for key, sig in zip(call.keys, call.signatures)]
-            if all(e is not None for e in entries):
-                call.action, call.entries = action, entries
-                record.reused_calls += 1
-                return
-            record.fallback_calls += 1   # nothing usable cached for this forward: compute and cache now
-        call.action = cache_step(action.blocks, action.mode)
-
-    def _store(self, call: _Call, features: Any) -> None:
-        """Keep the range's result per chunk. A later evaluation at the same step replaces an entry
-        (Heun's corrector for step k-1 runs at step k's sigma before step k's own forward); within one
-        evaluation the first forward wins (guidance extras such as SLG follow the main forward)."""
-        action = call.action
-        call.base = None
-        stored = False
-        with self._lock:
-            for key, chunk, signature in zip(call.keys, self._chunks(features, call.keys), call.signatures):
-                entry = self.cache.entry(key)
-                if entry is not None and entry.step == call.step and self.stored_in.get(key) == call.evaluation:
-                    continue
-                self.cache.store(key, chunk, call.step, action.blocks, action.mode, signature)
-                self.stored_in[key] = call.evaluation
-                call.stored_keys.append(key)
-                stored = True
-            if stored:
-                call.record.cached_calls += 1
-
-    def _chunks(self, state: Any, keys: List[Hashable]) -> List[Any]:
-        leaves = tree_leaves(state)
-        n = len(keys)
-        if n > 1 and all(t.shape[self.spec.batch_dim] % n == 0 for t in leaves):
-            return tree_chunk(state, n, self.spec.batch_dim)
-        return [state]
+        if call is None:
+            return compute(state)
+        return call.run_block(index, state, compute, to_stage)

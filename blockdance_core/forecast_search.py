@@ -22,14 +22,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
+from .budget import blocks_to_save
 from .forecast import COPY, Forecast, weights
 from .probe import Measurement
-from .search import BudgetUnreachable, Group, Plan, step_weights
+from .search import BudgetUnreachable, Group, Plan, group_extents, lower, step_weights
 
 FORECAST_VALUES = 2048
 FORECAST_CUTS = 4          # forecasts are searched for the deepest cuts (where high speedups reuse)
@@ -98,7 +99,7 @@ def search_with_forecasts(measurement: Measurement, target_speedup: float, optio
         raise ValueError(f"target_speedup={target_speedup!r} must be >= 1.0")
     S, L = measurement.num_steps, measurement.num_blocks
     total = S * L
-    need = max(0, math.ceil(total * (1 - 1 / target_speedup) - 1e-9))
+    need = blocks_to_save(total, target_speedup)
     w = step_weights(measurement.timeline.sigmas, weights_kind)
     deepest = sorted({c for c, _ in options})[-forecast_cuts:] if forecast != COPY and forecast_cuts > 0 else []
     anchorable = [o for o in options if o[0] in deepest]            # options whose cache steps are anchors
@@ -165,25 +166,16 @@ def search_with_forecasts(measurement: Measurement, target_speedup: float, optio
 def _group_moves(best, back, e, row, origin, p: int, mi: int, cut: int, lands_in: int, total: int) -> None:
     """Relax every group that starts at p with this move's per-step errors e (reuse steps p+1..),
     landing in anchor state `lands_in` (what its cache step p holds for a later forecast)."""
-    S = len(e)
-    cumulative = 0.0
-    for last in range(p + 1, S):
-        cumulative += e[last]
-        skip = (last - p) * cut
-        if not math.isfinite(cumulative) or skip > total:
-            break
+    for last, skip, cumulative in group_extents(e, p, cut, total):
         _relax_from(best[last + 1, p + 1, lands_in], back[last + 1, p + 1, lands_in], row, origin, skip,
                     cumulative, p, mi)
 
 
 def _relax_from(target_row, target_back, row, origin, skip: int, cost: float, p: int, mi: int) -> None:
     """Keep the cheaper of each budget entry; back holds (p, q + 1, anchor state, move) per entry."""
-    width = len(row) - skip
-    candidate = row[:width] + cost
-    current = target_row[skip:]
-    better = candidate < current
-    if better.any():
-        current[better] = candidate[better]
+    better = lower(target_row, row, skip, cost)
+    if better is not None:
+        width = len(row) - skip
         moved = target_back[skip:]
         moved[better, 0] = p
         moved[better, 1] = origin[0][:width][better]

@@ -16,8 +16,9 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 from .actions import StepAction
 from .config import BlockDanceConfig, BlockDanceConfigError, check_depth, check_mode, skipped_blocks
-from .schedule import group_reuse, plan_from_reuse, resample
+from .plans import group_reuse, plan_from_reuse, resample
 from .timeline import Timeline
+from .tree import tree_clone
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,34 @@ class Observation:
     context: Any = None       # the conditioning tensor of that forward, when the host gives one
     block_input: Any = None   # the input state of the first hooked block
     record: Any = None        # the run's record so far (RunRecord)
+
+
+@dataclass(frozen=True)
+class ModelFingerprint:
+    """What a schedule or policy must fit, known when patching: the family, its block count, the
+    blocks' hidden width, the latent's channels and the conditioning's width (None: not known)."""
+    family: str
+    num_blocks: int
+    width: Optional[int] = None
+    latent_channels: Optional[int] = None
+    cond_width: Optional[int] = None
+
+    def describe(self) -> str:
+        parts = [self.family, f"{self.num_blocks} blocks"]
+        for label, value in (("width", self.width), ("latent channels", self.latent_channels),
+                             ("conditioning width", self.cond_width)):
+            if value:
+                parts.append(f"{label} {value}")
+        return ", ".join(parts)
+
+    def mismatches(self, other: "ModelFingerprint") -> List[str]:
+        """The fields where the two differ; a field either side does not know is not compared."""
+        out = []
+        for name in ("family", "num_blocks", "width", "latent_channels", "cond_width"):
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if mine and theirs and mine != theirs:
+                out.append(name)
+        return out
 
 
 class PolicyRun:
@@ -45,6 +74,18 @@ class PolicyRun:
     def summary(self) -> dict:
         """key=value pairs this run's decisions add to the log line (e.g. Ada's mask)."""
         return {}
+
+    def result(self) -> Any:
+        """What the run leaves for its caller besides the record (a probe's measurement, a training
+        rollout's log-probability); it travels on the run's record (RunRecord.result)."""
+        return None
+
+    def watch(self, index: int, block_input: Any) -> Callable[[int, int, Any, Optional[Callable[[Any], Any]]], None]:
+        """The observation hook: watched block `index` is about to run on `block_input`; returns what the
+        engine calls, under the run's lock, with (step, evaluation, block output, to_stage) once it ran.
+        Inputs of the blocks in `observes_inputs` are cloned first (blocks work in place)."""
+        before = tree_clone(block_input) if index in self.observes_inputs else None
+        return lambda step, evaluation, out, to_stage: self.see(step, evaluation, index, before, out, to_stage)
 
     def see(self, step: int, evaluation: int, index: int, block_input: Any, block_output: Any,
             to_stage: Optional[Callable[[Any], Any]]) -> None:
@@ -80,8 +121,8 @@ class StepPolicy:
         """key=value pairs for the end-of-run log line."""
         return {}
 
-    def check_model(self, family: str, num_blocks: int) -> None:
-        """Raise a clear error if this policy was made for another model (family, block count)."""
+    def check_model(self, model: ModelFingerprint) -> None:
+        """Raise a clear error, naming both sides, if this policy was made for another model."""
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ keeps about 30 MB.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -45,10 +45,9 @@ def candidate_cuts(num_blocks: int, count: int = 24) -> Tuple[int, ...]:
 
 @dataclass(frozen=True)
 class ProbePolicy(StepPolicy):
-    """Computes every step in full while watching the candidate cut points. Each run's probe is
-    appended to `sink` (the caller's list), where the measurement is read after sampling."""
+    """Computes every step in full while watching the candidate cut points. Each run's probe leaves
+    on its record (`record.result`, a ProbeRun), where the measurement is read after sampling."""
     cuts: Tuple[int, ...]
-    sink: list = field(default_factory=list, compare=False)
     max_values: int = DEFAULT_MAX_VALUES
     name = "probe"
 
@@ -56,9 +55,7 @@ class ProbePolicy(StepPolicy):
         return ((range(max(self.cuts)), "blockdance"),)
 
     def start(self, timeline: Timeline, num_blocks: int) -> "ProbeRun":
-        run = ProbeRun(self.cuts, timeline, num_blocks, self.max_values)
-        self.sink.append(run)
-        return run
+        return ProbeRun(self.cuts, timeline, num_blocks, self.max_values)
 
 
 class ProbeRun(PolicyRun):
@@ -76,6 +73,9 @@ class ProbeRun(PolicyRun):
 
     def decide(self, seen: Observation) -> StepAction:
         return FULL
+
+    def result(self) -> "ProbeRun":
+        return self
 
     def see(self, step, evaluation, index, block_input, block_output, to_stage) -> None:
         if index == 0:

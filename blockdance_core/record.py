@@ -6,7 +6,9 @@ are all drawn from `to_dict()`, never re-derived from the plan.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import List, Optional, Set
+from typing import Any, List, Optional, Set
+
+from .budget import ideal_speedup
 
 
 @dataclass
@@ -50,6 +52,9 @@ class RunRecord:
     cache_peak_bytes: int = 0
     notes: List[str] = field(default_factory=list)   # said once per run: what the user should know
     extra: dict = field(default_factory=dict)         # what the policy's decisions were (e.g. Ada's mask)
+    # What the policy's run leaves for its caller (PolicyRun.result: a probe's measurement, a training
+    # rollout); never serialised, never in the log line.
+    result: Any = field(default=None, repr=False, compare=False)
 
     def step(self, index: Optional[int]) -> StepRecord:
         return self.offgrid if index is None else self.steps[index]
@@ -68,29 +73,12 @@ class RunRecord:
     def steps_reused(self) -> Set[int]:
         return {s.step for s in self.steps if s.reused_calls}
 
-    @property
-    def model_calls(self) -> int:
-        return self._sum("calls")
-
-    @property
-    def reuse_calls(self) -> int:
-        return self._sum("reused_calls")
-
-    @property
-    def fallback_calls(self) -> int:
-        return self._sum("fallback_calls")
-
-    @property
-    def displaced_calls(self) -> int:
-        return self._sum("displaced_calls")
-
-    @property
-    def block_calls_run(self) -> int:
-        return self._sum("blocks_run")
-
-    @property
-    def block_calls_skipped(self) -> int:
-        return self._sum("blocks_skipped")
+    # Run totals: one StepRecord field summed over every step and the off-grid calls.
+    model_calls = property(lambda self: self._sum("calls"))
+    fallback_calls = property(lambda self: self._sum("fallback_calls"))
+    displaced_calls = property(lambda self: self._sum("displaced_calls"))
+    block_calls_run = property(lambda self: self._sum("blocks_run"))
+    block_calls_skipped = property(lambda self: self._sum("blocks_skipped"))
 
     @property
     def block_calls_total(self) -> int:
@@ -100,7 +88,7 @@ class RunRecord:
     @property
     def ideal_speedup(self) -> float:
         """Speedup of the block stack if every block cost the same: total / executed."""
-        return self.block_calls_total / self.block_calls_run if self.block_calls_run else 1.0
+        return ideal_speedup(self.block_calls_total, self.block_calls_run)
 
     def to_dict(self) -> dict:
         def step_dict(s: StepRecord) -> dict:

@@ -1,42 +1,262 @@
-"""Building per-step plans: which steps reuse, and which compute and keep features for them."""
+"""A measured schedule: per-step actions on the sampling timeline, saved as JSON and followed by
+SchedulePolicy.
+
+The steps are placed by their position on the model's timeline (0 = start of sampling, 1 = end),
+so the same schedule serves another step count or scheduler: each step of a run takes the action
+of the calibrated step whose stretch of the timeline it falls in. A schedule names the model it
+was measured on (family, block count, width); loading it for another model is refused. Files are
+JSON only and are validated field by field, with the file named in every error.
+"""
 from __future__ import annotations
 
-from typing import List, Sequence
+import bisect
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from typing import List, Optional, Tuple
 
-from .actions import FULL, StepAction, cache_step, reuse_step
-from .timeline import Timeline
+from . import untrusted
+from .actions import FULL, MODES, StepAction, cache_step, reuse_step
+from .policy import ModelFingerprint, PlannedRun, PolicyRun, StepPolicy
+from .timeline import POSITION_EPS, Timeline
+from .tree import tree_leaves
+
+FORMAT = "blockdance-schedule"
+VERSION = 1
+KINDS = ("full", "cache", "reuse")
+MAX_STEPS = 10000            # BlockDance Calibrate's (and KSampler's) largest step count
+MAX_BLOCKS = 10000
+MAX_BYTES = 4 * 2**20        # a 10,000-step schedule takes about 1 MB
+MAX_SIGMA = 1e6
 
 
-def group_reuse(timeline: Timeline, N: int, start: float, end: float) -> List[bool]:
-    """BlockDance-N: the steps inside the window [start, end) of the timeline form groups of N whose
-    first step computes and whose other N-1 steps reuse; outside the window nothing is reused."""
-    reuse = [False] * timeline.num_steps
-    for j, k in enumerate(timeline.steps_between(start, end)):
-        reuse[k] = (j % N) != 0
-    return reuse
+class ScheduleError(untrusted.FieldError):
+    """A schedule file or object that cannot be used; the message names it and says why."""
 
 
-def plan_from_reuse(reuse: Sequence[bool], blocks: range, mode: str) -> List[StepAction]:
-    """Turn a per-step reuse flag into actions: a step caches only when the next one reuses, the first
-    step never reuses (nothing is cached yet), and each reuse step names its group's cache step."""
-    reuse = [bool(r) for r in reuse]
-    if reuse:
-        reuse[0] = False
-    actions, source = [], None
-    for k, r in enumerate(reuse):
-        if r:
-            actions.append(reuse_step(blocks, mode, source))
-        elif k + 1 < len(reuse) and reuse[k + 1]:
-            actions.append(cache_step(blocks, mode))
-            source = k
+@dataclass(frozen=True)
+class ScheduleStep:
+    position: float     # on the sampling timeline, 0..1
+    sigma: float        # at calibration (informative; placement uses the position)
+    kind: str           # full / cache / reuse
+    cut: int = 0        # blocks 0..cut-1 skipped by the group this step caches for or reuses in
+    mode: str = ""      # blockdance / delta, for cache and reuse steps
+
+
+@dataclass(frozen=True)
+class Schedule:
+    name: str
+    family: str
+    num_blocks: int
+    width: int
+    steps: Tuple[ScheduleStep, ...]
+    target_speedup: float
+    predicted_speedup: float
+    predicted_error: float
+    calibration: dict = field(default_factory=dict, compare=False)
+
+    def __post_init__(self):
+        if not self.steps:
+            raise ScheduleError(f"schedule {self.name!r} has no steps")
+        if not 1 <= self.num_blocks <= MAX_BLOCKS or len(self.steps) > MAX_STEPS:
+            raise ScheduleError(f"schedule {self.name!r}: {self.num_blocks} blocks and {len(self.steps)} steps; "
+                                f"a schedule has 1 to {MAX_BLOCKS} blocks and at most {MAX_STEPS} steps")
+        for k, s in enumerate(self.steps):
+            where = f"schedule {self.name!r} step {k}"
+            if s.kind not in KINDS:
+                raise ScheduleError(f"{where}: kind {s.kind!r}; allowed: {', '.join(KINDS)}")
+            if s.kind != "full" and (s.mode not in MODES or not 1 <= s.cut <= self.num_blocks):
+                raise ScheduleError(f"{where}: {s.kind} needs a mode in {MODES} and a cut in 1..{self.num_blocks}, "
+                                    f"got mode={s.mode!r} cut={s.cut!r}")
+            if not 0.0 <= s.position <= 1.0:
+                raise ScheduleError(f"{where}: position {s.position!r} is outside [0, 1]")
+            if k and s.position < self.steps[k - 1].position:
+                raise ScheduleError(f"{where}: position {s.position!r} comes before step {k - 1}'s "
+                                    f"{self.steps[k - 1].position!r}; steps are in timeline order")
+        if self.steps[0].kind == "reuse":
+            raise ScheduleError(f"schedule {self.name!r}: the first step cannot reuse (nothing is cached yet)")
+
+    @classmethod
+    def from_plan(cls, name: str, family: str, width: int, timeline: Timeline, plan,
+                  calibration: Optional[dict] = None) -> "Schedule":
+        """The schedule a searched plan (blockdance_core.search.Plan) describes, its steps placed at
+        the positions of the measured run's timeline."""
+        steps = tuple(ScheduleStep(round(timeline.positions[k], 6), round(timeline.sigmas[k], 6), kind, cut, mode)
+                      for k, (kind, cut, mode) in enumerate(plan.steps()))
+        return cls(name, family, plan.num_blocks, width, steps, plan.target_speedup, round(plan.ideal_speedup, 4),
+                   round(plan.predicted_error, 6), dict(calibration or {}))
+
+    @property
+    def modes(self) -> Tuple[str, ...]:
+        return tuple(sorted({s.mode for s in self.steps if s.kind != "full"}))
+
+    @property
+    def reuse_steps(self) -> List[int]:
+        return [k for k, s in enumerate(self.steps) if s.kind == "reuse"]
+
+    def describe(self) -> str:
+        """One line per group: which steps reuse, at which depth and mode."""
+        lines, k = [], 0
+        while k < len(self.steps):
+            s = self.steps[k]
+            if s.kind == "cache":
+                last = k
+                while last + 1 < len(self.steps) and self.steps[last + 1].kind == "reuse":
+                    last += 1
+                lines.append(f"steps {k + 1}-{last} reuse after step {k} ({s.mode}, {s.cut}/{self.num_blocks} "
+                             f"blocks skipped, t={s.position:.2f}-{self.steps[last].position:.2f})")
+                k = last + 1
+            else:
+                k += 1
+        return "\n".join(lines) if lines else "no reuse"
+
+    @property
+    def fingerprint(self) -> ModelFingerprint:
+        """The model it was measured on (width 0 in an old file: unknown, not checked)."""
+        return ModelFingerprint(self.family, self.num_blocks, self.width or None)
+
+    def check_model(self, family: str, num_blocks: int, width: Optional[int], source: str = "") -> None:
+        """Refuse to drive a model other than the one the schedule was measured on."""
+        self.check_fingerprint(ModelFingerprint(family, num_blocks, width or None), source)
+
+    def check_fingerprint(self, model: ModelFingerprint, source: str = "") -> None:
+        mine = self.fingerprint
+        if mine.mismatches(model):
+            raise ScheduleError(f"schedule {source or self.name!r} was measured on {mine.describe()}; this model is "
+                                f"{model.describe()}. Calibrate a schedule for this model with BlockDance Calibrate.")
+
+    # ---------------------------------------------------------------------------------- JSON
+    def to_json(self) -> dict:
+        return {"format": FORMAT, "version": VERSION, "name": self.name,
+                "model": {"family": self.family, "num_blocks": self.num_blocks, "width": self.width},
+                "target_speedup": self.target_speedup, "predicted_speedup": self.predicted_speedup,
+                "predicted_error": self.predicted_error, "calibration": self.calibration,
+                "steps": [asdict(s) for s in self.steps]}
+
+    @classmethod
+    def from_json(cls, data, source: str = "schedule") -> "Schedule":
+        """A schedule from parsed JSON, every field checked for type and range first."""
+        u = untrusted
+        try:
+            u.mapping(data, source)
+            if data.get("format") != FORMAT:
+                raise ScheduleError(f"not a BlockDance schedule (expected a JSON object with \"format\": \"{FORMAT}\")")
+            if data.get("version") != VERSION:
+                raise ScheduleError(f"schedule format version {u.show(data.get('version'))}; "
+                                    f"this pack reads version {VERSION}")
+            model = u.mapping(data.get("model"), "model")
+            num_blocks = u.integer(model.get("num_blocks"), "model.num_blocks", 1, MAX_BLOCKS)
+            raw_steps = u.sequence(data.get("steps"), "steps", 1, MAX_STEPS)
+            steps = tuple(_step_from_json(s, f"steps[{k}]", num_blocks) for k, s in enumerate(raw_steps))
+            predicted_error = data.get("predicted_error")
+            return cls(
+                u.text(data.get("name", os.path.basename(source)), "name"),
+                u.text(model.get("family"), "model.family", 64), num_blocks,
+                u.integer(model.get("width", 0), "model.width", 0, 2**20), steps,
+                u.number(data.get("target_speedup"), "target_speedup", 1.0, 1000.0),
+                u.number(data.get("predicted_speedup"), "predicted_speedup", 1.0, 1000.0),
+                math.nan if predicted_error is None else u.number(predicted_error, "predicted_error", 0.0, 1e9),
+                u.flat_record(data.get("calibration", {}), "calibration"))
+        except untrusted.FieldError as err:
+            raise ScheduleError(f"{source}: {err}") from None
+
+    def save(self, path: str) -> None:
+        with open(path, "w") as f:
+            json.dump(self.to_json(), f, indent=1)
+
+    @classmethod
+    def load(cls, path: str) -> "Schedule":
+        """Only JSON, of bounded size, numbers and nesting; every error names the file."""
+        try:
+            data = untrusted.read_json(path, MAX_BYTES, "schedule")
+        except untrusted.FieldError as err:
+            raise ScheduleError(str(err)) from None
+        return cls.from_json(data, path)
+
+
+def _step_from_json(data, where: str, num_blocks: int) -> ScheduleStep:
+    u = untrusted
+    u.mapping(data, where)
+    kind = u.text(data.get("kind"), f"{where}.kind", 16, KINDS)
+    mode = u.text(data.get("mode", ""), f"{where}.mode", 16, ("", *MODES) if kind == "full" else MODES)
+    cut = u.integer(data.get("cut", 0), f"{where}.cut", 0 if kind == "full" else 1, num_blocks)
+    return ScheduleStep(u.number(data.get("position"), f"{where}.position", 0.0, 1.0),
+                        u.number(data.get("sigma"), f"{where}.sigma", 0.0, MAX_SIGMA), kind, cut, mode)
+
+
+@dataclass(frozen=True)
+class SchedulePolicy(StepPolicy):
+    """Follows a measured schedule, placed on this run's timeline."""
+    schedule: Schedule
+    name = "schedule"
+
+    def ranges(self, num_blocks: int):
+        found = {(s.cut, s.mode) for s in self.schedule.steps if s.kind != "full"}
+        return tuple((range(c), m) for c, m in sorted(found)) or ((range(1), "blockdance"),)
+
+    def start(self, timeline: Timeline, num_blocks: int) -> PolicyRun:
+        return ScheduleRun(place(self.schedule, timeline), self.schedule)
+
+    def describe(self, num_blocks: int) -> dict:
+        return {"schedule": self.schedule.name}
+
+    def check_model(self, model: ModelFingerprint) -> None:
+        self.schedule.check_fingerprint(model)
+
+
+class ScheduleRun(PlannedRun):
+    """A placed schedule that checks again, at the first forward, that the blocks are as wide as the
+    ones it was measured on (the second line behind the check when patching, for a model whose
+    adapter cannot read its width)."""
+
+    def __init__(self, plan: List[StepAction], schedule: Schedule):
+        super().__init__(plan)
+        self.schedule = schedule
+        self.checked = False
+
+    def decide(self, seen) -> StepAction:
+        if not self.checked and seen.block_input is not None:
+            width = int(tree_leaves(seen.block_input)[0].shape[-1])
+            if self.schedule.width and width != self.schedule.width:
+                raise ScheduleError(f"schedule {self.schedule.name!r} was measured on blocks {self.schedule.width} "
+                                    f"wide; this model's are {width} wide (another size of "
+                                    f"{self.schedule.family}). Calibrate a schedule for this model.")
+            self.checked = True
+        return super().decide(seen)
+
+
+def place(schedule: Schedule, timeline: Timeline) -> List[StepAction]:
+    """Each step of the run takes the action of the calibrated step whose stretch of the timeline
+    holds it. A step caches when the run's next step falls on a calibrated reuse step (for that
+    step's cut and mode); a reuse step continues only a group of the same cut and mode; the first
+    step never reuses. For the calibrated step count and scheduler this is the calibrated plan."""
+    positions = [s.position for s in schedule.steps]
+    actions: List[StepAction] = []
+    group: Optional[Tuple[int, str, int]] = None   # (cut, mode, cache step)
+    for k in range(timeline.num_steps):
+        s = schedule.steps[_index_at(positions, timeline.positions[k])]
+        if s.kind == "reuse" and group is not None and group[:2] == (s.cut, s.mode):
+            actions.append(reuse_step(range(s.cut), s.mode, group[2]))
+            continue
+        nxt = _next_reuse(schedule, positions, timeline, k)
+        if nxt is not None:
+            actions.append(cache_step(range(nxt[0]), nxt[1]))
+            group = (*nxt, k)
         else:
             actions.append(FULL)
+            group = None
     return actions
 
 
-def resample(values: Sequence, timeline: Timeline) -> list:
-    """A per-step sequence made for len(values) evenly spaced steps, read at each step's position on
-    the timeline, so a plan made for one step count still serves another."""
-    values = list(values)
-    n = len(values)
-    return [values[min(n - 1, int(p * n + 1e-9))] for p in timeline.positions]
+def _index_at(positions: List[float], p: float) -> int:
+    """The last calibrated step at or before position p (positions are sorted); the first if none."""
+    return max(0, bisect.bisect_right(positions, p + POSITION_EPS) - 1)
+
+
+def _next_reuse(schedule: Schedule, positions: List[float], timeline: Timeline, k: int) -> Optional[Tuple[int, str]]:
+    """(cut, mode) when the run's next step falls on a calibrated reuse step, else None."""
+    if k + 1 >= timeline.num_steps:
+        return None
+    s = schedule.steps[_index_at(positions, timeline.positions[k + 1])]
+    return (s.cut, s.mode) if s.kind == "reuse" else None

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .actions import MODES
+from .budget import blocks_to_save, ideal_speedup
 from .probe import Measurement
-
-MODES = ("blockdance", "delta")
-
 
 @dataclass(frozen=True)
 class Group:
@@ -52,7 +51,7 @@ class Plan:
     @property
     def ideal_speedup(self) -> float:
         total = self.num_steps * self.num_blocks
-        return total / (total - self.skipped)
+        return ideal_speedup(total, total - self.skipped)
 
     @property
     def predicted_error(self) -> float:
@@ -82,6 +81,19 @@ def step_weights(sigmas: Sequence[float], kind: str = "dsigma") -> np.ndarray:
     return d / max(d.mean(), 1e-12)
 
 
+def group_extents(e, p: int, cut: int, total: int):
+    """Every group whose cache step is p, as (its last reuse step, blocks it skips, the summed error of
+    its reuse steps p+1..last from the per-step errors e), while the error stays finite and the
+    skipped blocks within `total`."""
+    cumulative = 0.0
+    for last in range(p + 1, len(e)):
+        cumulative += e[last]
+        skip = (last - p) * cut
+        if not math.isfinite(cumulative) or skip > total:
+            return
+        yield last, skip, cumulative
+
+
 def search(measurement: Measurement, target_speedup: float, options: Sequence[Tuple[int, str]] = (),
            weights: str = "dsigma", earliest: int = 1) -> Plan:
     """The plan of least predicted error whose ideal speedup is at least `target_speedup`.
@@ -91,7 +103,7 @@ def search(measurement: Measurement, target_speedup: float, options: Sequence[Tu
         raise ValueError(f"target_speedup={target_speedup!r} must be >= 1.0")
     S, L = measurement.num_steps, measurement.num_blocks
     total = S * L
-    need = max(0, math.ceil(total * (1 - 1 / target_speedup) - 1e-9))
+    need = blocks_to_save(total, target_speedup)
     options = tuple(options) or tuple((c, m) for m in MODES for c in measurement.cuts)
     w = step_weights(measurement.timeline.sigmas, weights)
     errors: Dict[Tuple[int, str], np.ndarray] = {
@@ -108,14 +120,7 @@ def search(measurement: Measurement, target_speedup: float, options: Sequence[Tu
             continue
         _relax(best[p + 1], back[p + 1], row, 0, 0.0, (p, -1))   # step p computes, nothing reused
         for oi, option in enumerate(options):
-            e = errors[option][p]
-            c = option[0]
-            cumulative = 0.0
-            for last in range(p + 1, S):
-                cumulative += e[last]
-                skip = (last - p) * c
-                if not math.isfinite(cumulative) or skip > total:
-                    break
+            for last, skip, cumulative in group_extents(errors[option][p], p, option[0], total):
                 _relax(best[last + 1], back[last + 1], row, skip, cumulative, (p, oi))
     final = best[S, need:]
     if not np.isfinite(final).any():
@@ -134,14 +139,23 @@ def search(measurement: Measurement, target_speedup: float, options: Sequence[Tu
     return Plan(tuple(reversed(groups)), S, L, target_speedup)
 
 
-def _relax(target_row: np.ndarray, target_back: np.ndarray, row: np.ndarray, skip: int, cost: float,
-           move: Tuple[int, int]) -> None:
+def lower(target_row: np.ndarray, row: np.ndarray, skip: int, cost: float) -> Optional[np.ndarray]:
+    """The DP's relaxation: where `row` (cost per budget spent), moved `skip` blocks on and plus
+    `cost`, is cheaper than `target_row`, lower it; the mask of the entries lowered, None if none."""
     width = len(row) - skip
     candidate = row[:width] + cost
     current = target_row[skip:]
     better = candidate < current
-    if better.any():
-        current[better] = candidate[better]
+    if not better.any():
+        return None
+    current[better] = candidate[better]
+    return better
+
+
+def _relax(target_row: np.ndarray, target_back: np.ndarray, row: np.ndarray, skip: int, cost: float,
+           move: Tuple[int, int]) -> None:
+    better = lower(target_row, row, skip, cost)
+    if better is not None:
         target_back[skip:][better] = move
 
 

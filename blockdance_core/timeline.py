@@ -19,6 +19,16 @@ from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
 
 
+# Positions on the timeline are floats made from sigmas; comparisons and bin lookups allow this much
+# so that a step exactly on a boundary lands on the same side everywhere.
+POSITION_EPS = 1e-9
+
+
+def bin_of(position: float, bins: int) -> int:
+    """The bin of `bins` equal stretches of the timeline that holds `position` (the last for 1.0)."""
+    return min(bins - 1, int(position * bins + POSITION_EPS))
+
+
 @dataclass(frozen=True)
 class Timeline:
     sigmas: Tuple[float, ...]      # the run's schedule, ending with the target sigma (never evaluated)
@@ -46,7 +56,7 @@ class Timeline:
 
     def steps_between(self, start: float, end: float) -> range:
         """Steps whose position p satisfies start <= p < end (they are consecutive: p grows with k)."""
-        inside = [k for k, p in enumerate(self.positions) if start - 1e-9 <= p < end - 1e-9]
+        inside = [k for k, p in enumerate(self.positions) if start - POSITION_EPS <= p < end - POSITION_EPS]
         return range(inside[0], inside[-1] + 1) if inside else range(0)
 
 

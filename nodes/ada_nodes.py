@@ -15,7 +15,7 @@ from .ada_training import SEED_SPACE, Item, check_rho, choose_action, train
 from .calibration import Sampling
 from .families import detect
 from .timeline import timeline_of
-from .types import Policy
+from .types import Policy, schema
 
 
 class LoadedPolicy:
@@ -34,10 +34,7 @@ NO_POLICY = "none yet: train one with BlockDance Ada Train"
 class BlockDanceAdaLoader(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="BlockDanceAdaLoader",
-            display_name="BlockDance Ada Loader",
-            category="model_patches/blockdance",
+        return schema("BlockDanceAdaLoader", "BlockDance Ada Loader",
             description="A BlockDance-Ada policy (models/blockdance/*.safetensors): connect it to BlockDance Patch, "
                         "which then asks it, at step rho, which of the remaining steps to reuse for this latent and prompt.",
             inputs=[io.Combo.Input("policy_name", options=paths.choices(".safetensors", NO_POLICY), tooltip=(
@@ -59,10 +56,7 @@ class BlockDanceAdaLoader(io.ComfyNode):
 class BlockDanceAdaTrain(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="BlockDanceAdaTrain",
-            display_name="BlockDance Ada Train",
-            category="model_patches/blockdance",
+        return schema("BlockDanceAdaTrain", "BlockDance Ada Train",
             description=(
                 "Trains a BlockDance-Ada policy for this model with REINFORCE (reward = compute saved against the "
                 "budget + lambda x fidelity to the uncached result), rolling out the real patched model. Each row "
@@ -126,7 +120,7 @@ class BlockDanceAdaTrain(io.ComfyNode):
         family = detect(diffusion_model)
         context = positive[0][0]
         meta = ada.AdaMeta(family.name, len(family.blocks(diffusion_model)), int(samples.shape[1]),
-                           int(context.shape[-1]), rho, cut, mode, 2.0, targets)
+                           int(context.shape[-1]), rho, cut, mode, lam=ada.DEFAULT_LAM, budgets=targets)
         progress = comfy.utils.ProgressBar(iterations)
         net, log = train(model, items, meta, iterations, rollouts, seed=seed,
                          progress=lambda i, n, entry: progress.update_absolute(i, n), quality=reward_quality)

@@ -17,22 +17,22 @@ state, with a progress callback and its cost (wall time, rollouts) in the return
 """
 from __future__ import annotations
 
-import math
 import os
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 
 from ..blockdance_core import ada
+from ..blockdance_core.budget import saved_share
 from ..blockdance_core.probe import ProbePolicy
 from ..blockdance_core.quality import MAX_PSNR, latent_psnr, psnr_quality
 from ..blockdance_core.search import search
 from ..blockdance_core.train_state import adam_tensors, load_adam
 from .calibration import Sampling, search_options
-from .families import detect
 from .patcher import apply_blockdance
+from .telemetry import receiving
 
 
 SEED_SPACE = 2**64   # torch's seeds, and the seed widget's range
@@ -70,13 +70,12 @@ class TrainLog:
 def choose_action(model, items: Sequence[Item], budgets: Sequence[float], mode: str = "auto") -> Tuple[int, str]:
     """The (cut, mode) calibration uses most (by blocks skipped) over the budgets, measured on the items."""
     cuts, options = search_options(model, mode)
-    probes: list = []
-    patched = apply_blockdance(model, ProbePolicy(cuts, probes), "probe")
+    patched, receiver = receiving(apply_blockdance(model, ProbePolicy(cuts), "probe"))
     for item in items:
         item.reference = item.sampling.run(patched)
     votes = {}
-    for probe in probes:
-        measurement = probe.measurement()
+    for report in receiver.reports:
+        measurement = report.record.result.measurement()
         for budget in budgets:
             for g in search(measurement, budget, options).groups:
                 votes[(g.cut, g.mode)] = votes.get((g.cut, g.mode), 0) + len(g.reuse_steps) * g.cut
@@ -85,9 +84,9 @@ def choose_action(model, items: Sequence[Item], budgets: Sequence[float], mode: 
 
 def _targets(model, item: Item, meta: ada.AdaMeta) -> dict:
     """Per budget, the item's own searched plan as per-bin 'computes' targets (one probed run)."""
-    probes: list = []
-    item.sampling.run(apply_blockdance(model, ProbePolicy((meta.cut,), probes), "probe"))
-    measurement = probes[-1].measurement()
+    probed, receiver = receiving(apply_blockdance(model, ProbePolicy((meta.cut,)), "probe"))
+    item.sampling.run(probed)
+    measurement = receiver.last.record.result.measurement()
     positions = measurement.timeline.positions
     earliest = ada.rho_step(positions, meta.rho)
     out = {}
@@ -105,13 +104,15 @@ def _targets(model, item: Item, meta: ada.AdaMeta) -> dict:
 
 def _rollout(model, item: Item, net, meta, budget: float, sample: bool, label: str = "train",
              masks: Optional[torch.Generator] = None):
-    sink: list = []
-    policy = ada.AdaPolicy(net, meta, budget, label, sample=sample, sink=sink, generator=masks)
-    from . import telemetry
-    with telemetry.recorded_runs() as reports:
-        out = item.sampling.run(apply_blockdance(model, policy, "ada"))
-    record = reports[-1].record
-    return out, record, (sink[-1] if sink else None)
+    """One run of the patched model under the network; (output, record, the policy's run). A sampling
+    rollout draws its mask seed from `masks` and runs the network in train mode (dropout)."""
+    seed = ada.draw_seed(masks) if sample and masks is not None else None
+    policy = ada.AdaPolicy(net, meta, budget, label, sample=sample, mask_seed=seed)
+    net.train(sample)   # the trainer's own network: dropout only while sampling masks
+    patched, receiver = receiving(apply_blockdance(model, policy, "ada"))
+    out = item.sampling.run(patched)
+    record = receiver.last.record
+    return out, record, record.result
 
 
 def train(model, items: Sequence[Item], meta: ada.AdaMeta, iterations: int, rollouts: int = 4, lr: float = 3e-3,
@@ -149,8 +150,8 @@ def train(model, items: Sequence[Item], meta: ada.AdaMeta, iterations: int, roll
             for _ in range(rollouts):
                 out, record, run = _rollout(model, item, net, meta, budget, sample=True, masks=masks)
                 psnr = latent_psnr(out, item.reference)
-                saved = 1 - 1 / record.ideal_speedup
-                wanted = 1 - 1 / budget
+                saved = saved_share(record.ideal_speedup)
+                wanted = saved_share(budget)
                 reward = 1 - abs(saved - wanted) / wanted + meta.lam * quality(out, item.reference)
                 rewards.append(reward)
                 log_probs.append(run.log_prob)
@@ -193,9 +194,9 @@ def _fit_plans(net, data, epochs: int, shrink: float) -> None:
         loss = 0.0
         for (latent, cond, scalars), budget, target in data:
             s = scalars.clone()
-            s[:, 3] = (budget - 1) / 3
-            correction = net.correction(torch.cat([latent, cond @ net.projection], dim=1))
-            logits = (net.plan(s) + correction).mean(0)
+            s[:, 3] = ada.budget_feature(budget)
+            plan, correction = net.parts(latent, cond, s)
+            logits = (plan + correction).mean(0)
             loss = loss + torch.nn.functional.binary_cross_entropy_with_logits(logits, target)
             loss = loss + shrink * correction.pow(2).mean()
         opt.zero_grad()

@@ -15,18 +15,21 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Callable, Optional, Tuple
 
 import torch
 
 from ..blockdance_core import MODES
-from ..blockdance_core.calibrated import Schedule, SchedulePolicy
+from ..blockdance_core.budget import fewer_steps
+from ..blockdance_core.schedule import Schedule, SchedulePolicy
 from ..blockdance_core.heatmap import render
 from ..blockdance_core.probe import Measurement, ProbePolicy, candidate_cuts
 from ..blockdance_core.quality import latent_psnr
 from ..blockdance_core.search import Plan, search
 from .families import detect
+from .families.base import delta_reaches
 from .patcher import apply_blockdance
+from .telemetry import receiving
 
 MODE_CHOICES = ("auto", *MODES)
 
@@ -100,7 +103,7 @@ def search_options(model, mode: str) -> Tuple[Tuple[int, ...], Tuple[Tuple[int, 
     blocks = family.blocks(diffusion_model)
     cuts = candidate_cuts(len(blocks))
     modes = MODES if mode == "auto" else (mode,)
-    options = tuple((c, m) for m in modes for c in cuts if m == "blockdance" or blocks[c - 1][0].delta_ok)
+    options = tuple((c, m) for m in modes for c in cuts if m == "blockdance" or delta_reaches(blocks, c))
     return cuts, options
 
 
@@ -108,10 +111,10 @@ def calibrate(model, sampling: Sampling, target_speedup: float, mode: str = "aut
               on_step: Optional[Callable[[], None]] = None) -> Calibration:
     cuts, options = search_options(model, mode)
     family = detect(model.get_model_object("diffusion_model"))
-    probes: list = []
     clock = time.perf_counter()
-    reference = sampling.run(apply_blockdance(model, ProbePolicy(cuts, probes), "probe"), on_step=on_step)
-    measurement = probes[-1].measurement()
+    probed, receiver = receiving(apply_blockdance(model, ProbePolicy(cuts), "probe"))
+    reference = sampling.run(probed, on_step=on_step)
+    measurement = receiver.last.record.result.measurement()
     seconds = {"measuring run": time.perf_counter() - clock}
     clock = time.perf_counter()
     plan = search(measurement, target_speedup, options)
@@ -119,7 +122,7 @@ def calibrate(model, sampling: Sampling, target_speedup: float, mode: str = "aut
     seconds["search"] = time.perf_counter() - clock
     clock = time.perf_counter()
     scheduled = sampling.run(apply_blockdance(model, SchedulePolicy(schedule), "schedule"), on_step=on_step)
-    fewer = max(1, math.floor(sampling.steps / plan.ideal_speedup + 1e-9))
+    fewer = fewer_steps(sampling.steps, plan.ideal_speedup)
     fewer_out = sampling.run(model, steps=fewer, on_step=on_step)
     seconds["checks (schedule, fewer steps)"] = time.perf_counter() - clock
     scheduled_psnr, fewer_psnr = latent_psnr(scheduled, reference), latent_psnr(fewer_out, reference)

@@ -8,7 +8,7 @@
 - APPLY_MODEL wrapper: once per model forward; checks that BlockDance's hooks are really in place
   for that forward, tells the run the sigma and conditioning chunks, and swaps block containers where
   a family has no block hook.
-- BlockPatch: the patches_replace["dit"] entry of each hooked block.
+- BlockPatch: the patches_replace["dit"] entry of each hooked block (nodes/delivery.py does the rest).
 """
 from __future__ import annotations
 
@@ -20,12 +20,9 @@ import torch
 
 from . import telemetry
 from .description import RUN_KEY, PatchDescription, description_of
+from .delivery import deliver
 from .swap import swapped_blocks
 from .timeline import timeline_of
-from .vace import vace_swapped
-
-# Per-forward helpers a family can ask for in Family.extras.
-EXTRAS = {"vace": vace_swapped}
 
 WRAPPER_KEY = "blockdance"
 
@@ -45,19 +42,7 @@ class BlockPatch:
         # Fenced from torch.compile (TorchCompileModel): the run's bookkeeping changes every step and
         # would make dynamo guard and recompile on it; hooked blocks run eagerly, the rest compiled.
         run = _run_of(args.get("transformer_options"), self.description)
-        if run is None or run.runs_plainly(self.index):  # no run, or nothing to do here: no state, no closure
-            return self.inner(args, extra) if self.inner is not None else extra["original_block"](args)
-        state = {k: args[k] for k in self.stage.state_keys}
-        if run.passes_through(self.index):
-            return state
-
-        def compute(new_state):
-            call_args = {**args, **new_state}
-            if self.inner is not None:
-                return self.inner(call_args, extra)
-            return extra["original_block"](call_args)
-
-        return run.run_block(self.index, state, compute, self.stage.block0_converter(args.get("transformer_options")))
+        return deliver(run, self.index, self.stage.delivery, (args, extra, self.inner))
 
 
 def _run_of(transformer_options, description):
@@ -115,7 +100,7 @@ def outer_sample_wrapper(executor, *args, **kwargs):
         return executor(*args, **kwargs)
     finally:
         guider.model_options = original_options
-        telemetry.report(description, run.finish())
+        telemetry.report(description, run.finish(), transformer_options.get(telemetry.RECEIVER_KEY))
 
 
 def _follow_steps(args, kwargs, run):
@@ -155,7 +140,9 @@ def predict_noise_wrapper(executor, *args, **kwargs):
 
 
 def _chunk_keys(transformer_options) -> list:
-    keys = list(transformer_options.get("uuids") or transformer_options.get("cond_or_uncond") or [])
+    """One key per conditioning chunk of the forward: core's calc_cond_batch (v0.8.0 and 0.33.0, also its
+    multi-GPU variant) sets "uuids" beside "cond_or_uncond" in every forward it makes."""
+    keys = list(transformer_options.get("uuids") or [])
     window = transformer_options.get("context_window")
     if window is not None and hasattr(window, "index_list"):
         keys = [(k, tuple(window.index_list)) for k in keys]
@@ -179,8 +166,8 @@ def apply_model_wrapper(executor, *args, **kwargs):
             diffusion_model = executor.class_obj.diffusion_model
             if description.family.uses_swap:
                 stack.enter_context(swapped_blocks(diffusion_model, run, description))
-            for extra in description.family.extras:
-                stack.enter_context(EXTRAS[extra](diffusion_model, run))
+            for side_branch in description.family.side_branches:
+                stack.enter_context(side_branch(diffusion_model, run))
             return executor(*args, **kwargs)
     finally:
         run.end_call()

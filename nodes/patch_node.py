@@ -5,9 +5,9 @@ from comfy_api.latest import io
 
 from ..blockdance_core import DEFAULTS, MODES, BlockDanceConfig, BlockDanceConfigError, GroupPolicy
 from ..blockdance_core.config import check_depth
-from ..blockdance_core.calibrated import SchedulePolicy
+from ..blockdance_core.schedule import SchedulePolicy
 from .patcher import apply_blockdance
-from .types import Policy, Schedule
+from .types import Policy, Schedule, schema
 
 MODEL_NAMES = ("Flux.1, Flux.2, Chroma, SD3 / SD3.5, Wan 2.1 / 2.2 (incl. VACE), HunyuanVideo 1.0 / 1.5, "
                "HunyuanImage 2.1, LTXV / LTX-2, Qwen-Image, AuraFlow, Mochi, PixArt-alpha / -sigma, HiDream, "
@@ -17,10 +17,7 @@ MODEL_NAMES = ("Flux.1, Flux.2, Chroma, SD3 / SD3.5, Wan 2.1 / 2.2 (incl. VACE),
 class BlockDancePatch(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="BlockDancePatch",
-            display_name="BlockDance Patch",
-            category="model_patches/blockdance",
+        return schema("BlockDancePatch", "BlockDance Patch",
             description=(
                 "Speeds up DiT sampling by reusing block features across steps (BlockDance, CVPR 2025). On a "
                 "cache step the whole model runs and the output of the block at `depth` is kept; on the next "

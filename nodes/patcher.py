@@ -8,6 +8,7 @@ import comfy.patcher_extension as patcher_extension
 from ..blockdance_core import BlockDanceConfigError, PatchSpec, StepPolicy
 from .description import DESCRIPTION_KEY, PatchDescription
 from .families import detect
+from .families.base import delta_reaches
 from .hooks import WRAPPER_KEY, BlockPatch, apply_model_wrapper, outer_sample_wrapper, predict_noise_wrapper
 
 logger = logging.getLogger("BlockDance")
@@ -22,11 +23,13 @@ def apply_blockdance(model, policy: StepPolicy, mode: str, node_id=None):
     diffusion_model = model.get_model_object("diffusion_model")
     family = detect(diffusion_model)
     blocks = family.blocks(diffusion_model)
-    policy.check_model(family.name, len(blocks))
+    policy.check_model(family.fingerprint(diffusion_model, _latent_channels(model)))
     spec = PatchSpec(policy, len(blocks), family.batch_dim, tuple(family.stages.index(s) for s, _ in blocks))
     _check_delta(policy, family, blocks)
     hooked = [(index, *blocks[index]) for index in spec.hooked_blocks]
-    hook_keys = tuple((stage.replace_name, local) for _, stage, local in hooked if stage.replace_name is not None)
+    for index, stage, local in hooked:
+        stage.delivery.check(family.block(diffusion_model, stage, local), f"{family.name} {stage.container}[{local}]")
+    hook_keys = tuple(key for _, stage, local in hooked if (key := stage.delivery.hook_key(local)) is not None)
     description = PatchDescription(spec, family, mode, hook_keys, node_id, family.residual_reason(diffusion_model))
 
     patched = model.clone()
@@ -38,8 +41,8 @@ def apply_blockdance(model, policy: StepPolicy, mode: str, node_id=None):
     transformer_options[DESCRIPTION_KEY] = description
     dit = transformer_options.get("patches_replace", {}).get("dit", {})
     for index, stage, local in hooked:
-        if stage.replace_name is None:
-            continue  # reached through the container swap
+        if stage.delivery.swaps:
+            continue  # reached through the per-forward container swap (nodes/swap.py)
         existing = dit.get((stage.replace_name, local))
         if existing is not None:
             logger.warning("BlockDance: %s %d already has a patch from another node; it runs inside "
@@ -51,6 +54,15 @@ def apply_blockdance(model, policy: StepPolicy, mode: str, node_id=None):
     return patched
 
 
+def _latent_channels(model):
+    """The channels of the latent the sampler hands the model (the model's latent format)."""
+    try:
+        channels = model.get_model_object("latent_format").latent_channels
+    except AttributeError:
+        return None
+    return channels if isinstance(channels, int) else None
+
+
 def _check_delta(policy: StepPolicy, family, blocks) -> None:
     """Refuse delta where the range's input does not map onto its last block's layout."""
     num_blocks = len(blocks)
@@ -58,11 +70,11 @@ def _check_delta(policy: StepPolicy, family, blocks) -> None:
         if mode != "delta":
             continue
         last = block_range[-1]
-        if not blocks[last][0].delta_ok:
-            last_ok = max((i for i, (s, _) in enumerate(blocks) if s.delta_ok), default=-1)
+        if not delta_reaches(blocks, last + 1):
+            cuts_ok = max((c for c in range(1, num_blocks + 1) if delta_reaches(blocks, c)), default=0)
             raise BlockDanceConfigError(
-                f"delta mode on {family.name} needs the cache point within the first {last_ok + 1} of its "
-                f"{num_blocks} blocks (depth <= {(last_ok + 1) / num_blocks:.2f}); the chosen depth puts it at "
+                f"delta mode on {family.name} needs the cache point within the first {cuts_ok} of its "
+                f"{num_blocks} blocks (depth <= {cuts_ok / num_blocks:.2f}); the chosen depth puts it at "
                 f"block {last}, whose layout the block-0 input does not map onto. "
                 "Lower depth or use mode=blockdance.")
 

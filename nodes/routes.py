@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Mapping, Optional
 
 from ..blockdance_core import BlockDanceConfig, BlockDanceConfigError, GroupPolicy, StepKind, Timeline
-from ..blockdance_core.calibrated import Schedule, ScheduleError, SchedulePolicy
+from ..blockdance_core.schedule import Schedule, ScheduleError, SchedulePolicy
 from . import paths
 
 ROUTE = "/blockdance/plan"

@@ -7,19 +7,16 @@ import comfy.samplers
 import comfy.utils
 from comfy_api.latest import io, ui
 
-from ..blockdance_core.calibrated import Schedule
+from ..blockdance_core.schedule import Schedule
 from . import paths
 from .calibration import MODE_CHOICES, Sampling, calibrate
-from .types import Schedule as ScheduleType
+from .types import Schedule as ScheduleType, schema
 
 
 class BlockDanceCalibrate(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="BlockDanceCalibrate",
-            display_name="BlockDance Calibrate",
-            category="model_patches/blockdance",
+        return schema("BlockDanceCalibrate", "BlockDance Calibrate",
             description=(
                 "Measures where this model's block features are stable under these sampling settings (one "
                 "uncached run at the inputs of a KSampler), then picks the cache/reuse schedule with the least "
@@ -91,10 +88,7 @@ NO_SCHEDULE = "none yet: save one with BlockDance Calibrate"
 class BlockDanceScheduleLoader(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="BlockDanceScheduleLoader",
-            display_name="BlockDance Load Schedule",
-            category="model_patches/blockdance",
+        return schema("BlockDanceScheduleLoader", "BlockDance Load Schedule",
             description="A schedule saved by BlockDance Calibrate (models/blockdance/*.json).",
             inputs=[io.Combo.Input("schedule_name", options=paths.choices(".json", NO_SCHEDULE),
                                    tooltip="Files in models/blockdance (and extra_model_paths.yaml's blockdance).")],

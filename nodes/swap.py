@@ -12,6 +12,7 @@ from contextlib import contextmanager
 
 import torch
 
+from .delivery import deliver
 from .families.base import get_attr_path
 
 
@@ -26,14 +27,7 @@ class BlockProxy(torch.nn.Module):
 
     @torch.compiler.disable   # the run's bookkeeping stays out of torch.compile's graphs (see hooks.BlockPatch)
     def forward(self, *args, **kwargs):
-        block, stage, run = self._target, self.stage, self._run
-        if run.runs_plainly(self.index):
-            return block(*args, **kwargs)
-        state = stage.swap_state(args, kwargs)
-        if run.passes_through(self.index):
-            return stage.swap_output(state) if stage.swap_output is not None else state
-        out = run.run_block(self.index, state, lambda s: stage.swap_call(block, s, args, kwargs), stage.from_block0)
-        return stage.swap_output(out) if stage.swap_output is not None else out
+        return deliver(self._run, self.index, self.stage.delivery, (self._target, args, kwargs))
 
     def __getattr__(self, name):
         try:
@@ -57,7 +51,7 @@ def swapped_blocks(diffusion_model: torch.nn.Module, run, description):
     try:
         for stage in description.family.stages:
             container = get_attr_path(diffusion_model, stage.container)
-            if stage.replace_name is None and container is not None:
+            if stage.delivery.swaps and container is not None:
                 key = ("swap", id(container))
                 if key not in run.scratch:
                     run.scratch[key] = _proxied(container, run, first_index, stage)

@@ -1,6 +1,7 @@
 """Where a finished run's record goes: the `BlockDance:` log line (a contract other tools parse), the
-node's text in the UI, a websocket event with the per-step record for the web extension, and any
-in-process listener (tests, benchmarks).
+node's text in the UI, a websocket event with the per-step record for the web extension, the
+sampled clone's receiver (the pack's own callers: calibration, Ada training) and any in-process
+listener (tests, benchmarks).
 
 The node text and the event go only to the client that queued the prompt, with its prompt id, as
 ComfyUI's own `executed` messages do: another tab or user of the same server never sees the run."""
@@ -9,7 +10,7 @@ from __future__ import annotations
 import logging
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, List
+from typing import Callable, List, Optional
 
 from ..blockdance_core import RunRecord
 
@@ -23,6 +24,34 @@ class RunReport:
     description: object   # PatchDescription
     record: RunRecord
     line: str
+
+
+RECEIVER_KEY = "blockdance_receiver"   # model_options["transformer_options"][...]: a clone's Receiver
+
+
+class Receiver:
+    """Where the reports of the runs sampled with one clone go (see `receiving`). Shared, not copied,
+    by the model-options copies ComfyUI makes inside a run."""
+
+    def __init__(self):
+        self.reports: List[RunReport] = []
+
+    def __deepcopy__(self, memo):
+        return self
+
+    @property
+    def last(self) -> "RunReport":
+        return self.reports[-1]
+
+
+def receiving(model):
+    """(clone of a patched model, its Receiver): every run sampled with the clone hands its report
+    (record, and the policy run's result on `record.result`) to that receiver and to no other, so
+    clones of one patched model sampled at once each get their own."""
+    clone = model.clone()
+    receiver = Receiver()
+    clone.model_options.setdefault("transformer_options", {})[RECEIVER_KEY] = receiver
+    return clone, receiver
 
 
 @contextmanager
@@ -41,12 +70,14 @@ def headline(record: RunRecord) -> str:
             f"cache {record.cache_peak_bytes / 2**20:.1f} MB")
 
 
-def report(description, record: RunRecord) -> str:
+def report(description, record: RunRecord, receiver: Optional[Receiver] = None) -> str:
     line = description.log_line(record)
     logger.info(line)
     for note in record.notes:
         logger.warning("BlockDance: %s", note)
     run_report = RunReport(description, record, line)
+    if receiver is not None:
+        receiver.reports.append(run_report)
     for listener in list(_listeners):
         listener(run_report)
     if description.node_id is not None:

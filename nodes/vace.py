@@ -1,7 +1,7 @@
 """Wan VACE: keep the VACE branch from computing inside the skipped range.
 
 VaceWanModel runs `c_skip, c = vace_blocks[k](c, x=x_orig, ...)` after each mapped layer and adds
-`x += c_skip * strength`, outside the block hook (wan/model.py:781-788). On a reuse step the VACE
+`x += c_skip * strength`, outside the block hook (VaceWanModel.forward_orig, core v0.8.0). On a reuse step the VACE
 blocks mapped to skipped layers would still compute, and their in-place add would land on the
 block-0 input that later VACE blocks read as `x_orig`. So for the forward the VACE list holds
 proxies: on a cache forward the last VACE block inside the step's range runs and its outputs are
@@ -28,21 +28,21 @@ class VaceProxy(torch.nn.Module):
 
     @torch.compiler.disable   # the run's bookkeeping stays out of torch.compile's graphs (see hooks.BlockPatch)
     def forward(self, c, **kwargs):
-        run = self._run
-        kind = run.current_kind
-        if kind not in (StepKind.CACHE, StepKind.REUSE) or self.layer not in run.call.action.blocks:
+        side = self._run.side
+        kind = side.kind
+        if kind not in (StepKind.CACHE, StepKind.REUSE) or self.layer not in side.blocks:
             return self._target(c, **kwargs)
-        blocks = run.call.action.blocks
+        blocks = side.blocks
         is_last = self.layer == max(layer for layer in self.mapped_layers if layer in blocks)
-        name = run.side_name("vace") if is_last else "vace:0"
-        if kind is StepKind.REUSE and run.can_replay_side(name):
+        name = side.name("vace") if is_last else "vace:0"
+        if kind is StepKind.REUSE and side.can_replay(name):
             if not is_last:
                 return torch.zeros_like(kwargs["x"]), c
-            skip, hint = run.replay_side(name)
+            skip, hint = side.replay(name)
             return (skip if skip is not None else torch.zeros_like(kwargs["x"])), hint
         out = self._target(c, **kwargs)
         if is_last:
-            run.keep_side(name, (out[0] if self.layer == blocks[-1] else None, out[1]))
+            side.keep(name, (out[0] if self.layer == blocks[-1] else None, out[1]))
         return out
 
 

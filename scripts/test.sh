@@ -8,4 +8,7 @@ else
   echo "[blockdance] COMFYUI_PATH is unset: host tests will be skipped (pure-core tests still run)"
 fi
 cd "$ROOT"
-exec "$PY" -m pytest tests -q "$@"
+# Timing-sensitive tests (marker `timing`: speed thresholds, the quick benchmark) run in their own pass
+# at the end, so a slow or busy machine fails only that pass and the rest reports first.
+"$PY" -m pytest tests -q -m "not timing" "$@" || exit $?
+exec "$PY" -m pytest tests -q -m timing "$@"

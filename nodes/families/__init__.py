@@ -15,7 +15,7 @@ FAMILIES: List[Family] = [*wan.FAMILIES, *flux.FAMILIES, *sd3.FAMILIES, *others.
 UNSUPPORTED = {
     "comfy.ldm.cosmos.model.GeneralDIT":
         "Cosmos 1.0 adds its position embedding into the hidden state in place before every block "
-        "(cosmos/model.py:529), so skipped blocks would pile it up; only Cosmos Predict2 / Anima are supported",
+        "(GeneralDIT._forward, core v0.8.0), so skipped blocks would pile it up; only Cosmos Predict2 / Anima are supported",
 }
 
 

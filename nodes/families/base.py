@@ -9,9 +9,12 @@ reached through a temporary swap of the block container (see nodes/swap.py).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 import torch
+
+from ...blockdance_core.policy import ModelFingerprint
+from ..delivery import PatchDelivery, SwapDelivery
 
 
 @dataclass(frozen=True)
@@ -27,9 +30,16 @@ class Stage:
     swap_state: Optional[Callable[[tuple, dict], Any]] = None
     swap_call: Optional[Callable[[torch.nn.Module, Any, tuple, dict], Any]] = None
     swap_output: Optional[Callable[[Any], Any]] = None
+    # Container swap only: the keyword parameters the swap functions read from a block call (checked
+    # against the block's forward signature when patching).
+    swap_params: Tuple[str, ...] = ()
     # False where the block-0 input cannot be mapped onto this stage's layout (delta mode then
     # needs the cache point in an earlier stage).
     delta_ok: bool = True
+
+    def __post_init__(self):
+        # How the stage's hooked blocks reach the run: the block hook, or the container swap.
+        object.__setattr__(self, "delivery", PatchDelivery(self) if self.replace_name is not None else SwapDelivery(self))
 
     def block0_converter(self, transformer_options: Optional[dict]) -> Optional[Callable[[Any], Any]]:
         """from_block0 for the forward in flight: a converter that reads the forward's own layout marker
@@ -46,20 +56,34 @@ class Family:
     classes: Tuple[str, ...]             # "module.Class" of the diffusion models it serves
     stages: Tuple[Stage, ...]
     batch_dim: int = 0
-    notes: str = ""
-    # Extra work a family needs around a forward (e.g. Wan VACE's side branch); see nodes/vace.py.
-    extras: Tuple[str, ...] = field(default_factory=tuple)
+    # Side branches a family runs inside the skipped range, outside the block hook: each a callable
+    # (diffusion_model, run) -> context manager entered around every forward (Wan VACE: nodes/vace.py).
+    side_branches: Tuple[Callable[[torch.nn.Module, Any], Any], ...] = field(default_factory=tuple)
     # Classes whose forward adds into the hidden state between blocks, outside the block hook (class
     # path -> what adds it): delta then sums the skipped blocks' own changes block by block.
     residuals_between_blocks: Tuple[Tuple[str, str], ...] = field(default_factory=tuple)
 
+    # Where the diffusion model says how wide its blocks and its conditioning input are: attribute
+    # paths ("hidden_size", "txt_in.in_features"); a path that does not resolve to an int leaves the
+    # field unchecked at patch time (the run-time checks remain).
+    width_at: str = ""
+    cond_width_at: str = ""
+
+    def fingerprint(self, diffusion_model: torch.nn.Module, latent_channels: Optional[int]) -> ModelFingerprint:
+        """The model as schedules and policies must fit it (checked when patching)."""
+        return ModelFingerprint(self.name, len(self.blocks(diffusion_model)), _int_at(diffusion_model, self.width_at),
+                                latent_channels, _int_at(diffusion_model, self.cond_width_at))
+
     @property
     def uses_swap(self) -> bool:
-        return any(s.replace_name is None for s in self.stages)
+        return any(s.delivery.swaps for s in self.stages)
 
     def residual_reason(self, diffusion_model: torch.nn.Module) -> Optional[str]:
         paths = {f"{c.__module__}.{c.__qualname__}" for c in type(diffusion_model).__mro__}
         return next((why for path, why in self.residuals_between_blocks if path in paths), None)
+
+    def block(self, diffusion_model: torch.nn.Module, stage: Stage, local: int) -> torch.nn.Module:
+        return get_attr_path(diffusion_model, stage.container)[local]
 
     def blocks(self, diffusion_model: torch.nn.Module) -> List[Tuple[Stage, int]]:
         """(stage, index within stage) for every block, in execution order."""
@@ -68,6 +92,17 @@ class Family:
             container = get_attr_path(diffusion_model, stage.container)
             out += [(stage, i) for i in range(len(container))] if container is not None else []
         return out
+
+
+def delta_reaches(blocks: List[Tuple[Stage, int]], cut: int) -> bool:
+    """Whether delta may keep the change of blocks 0..cut-1: the block-0 input maps onto the layout of
+    block cut-1 (`blocks` as Family.blocks gives them)."""
+    return blocks[cut - 1][0].delta_ok
+
+
+def _int_at(obj: Any, path: str) -> Optional[int]:
+    value = get_attr_path(obj, path) if path else None
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
 def get_attr_path(obj: Any, path: str) -> Any:

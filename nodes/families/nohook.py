@@ -20,16 +20,18 @@ FAMILIES = (
     # Double blocks take keyword tokens and return (img, txt); text_tokens is cat(initial text,
     # this block's Llama layer) and the loop trims it back. Single blocks see cat(hidden, Llama
     # layer j), so the block-0 input has no fixed place in their layout: delta mode needs the
-    # cache point among the double blocks there (hidream/model.py:788-824).
+    # cache point among the double blocks there (HiDreamImageTransformer2DModel.forward, core v0.8.0).
     Family("hidream", ("comfy.ldm.hidream.model.HiDreamImageTransformer2DModel",), (
         Stage("double_stream_blocks", None,
               swap_state=lambda args, kwargs: {"img": kwargs["image_tokens"], "txt": kwargs["text_tokens"]},
-              swap_call=_hidream_double, swap_output=lambda state: (state["img"], state["txt"])),
+              swap_call=_hidream_double, swap_output=lambda state: (state["img"], state["txt"]),
+              swap_params=("image_tokens", "text_tokens")),
         Stage("single_stream_blocks", None, swap_state=lambda args, kwargs: kwargs["image_tokens"],
-              swap_call=_hidream_single, delta_ok=False),
-    ), notes="16 double + 32 single"),
+              swap_call=_hidream_single, swap_params=("image_tokens",), delta_ok=False),
+    ), width_at="inner_dim", cond_width_at="caption_projection.0.linear.in_features"),
+    # Lumina2 26, Z-Image 30 main layers; the 2+2 refiner layers always run.
     Family("lumina2", ("comfy.ldm.lumina.model.NextDiT",), (_first_arg_stage("layers"),),
-           notes="Lumina2 26, Z-Image 30 main layers; the 2+2 refiner layers always run"),
+           width_at="dim", cond_width_at="cap_embedder.1.in_features"),
     Family("cosmos", ("comfy.ldm.cosmos.predict2.MiniTrainDIT",), (_first_arg_stage("blocks"),),
-           notes="Cosmos Predict2 / Anima: 28 (2B) or 36 (14B) blocks"),
+           width_at="model_channels", cond_width_at="blocks.0.cross_attn.k_proj.in_features"),
 )

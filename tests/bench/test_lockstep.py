@@ -51,6 +51,7 @@ def test_turns_go_to_the_least_progressed_run():
     assert [len(r.segments) for r in results] == [3, 5, 5]  # one per step, plus the tear-down
 
 
+@pytest.mark.timing   # compares wall-clock seconds of sleeping runs
 def test_segments_hold_only_the_runs_own_time():
     log = []
     results = run_with_deadline([Runner(fake_run("slow", 4, log, work=0.03)),

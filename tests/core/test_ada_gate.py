@@ -1,11 +1,12 @@
 import pytest
 import torch
 
-from blockdance_core import PatchSpec, Timeline
+from blockdance_core import PatchSpec
+from blockdance_core.policy import ModelFingerprint
 from blockdance_core.ada import AdaError, AdaMeta, AdaNet, AdaPolicy, latent_features, load, read_bins, save
 from blockdance_core.gate import GatePolicy, fit_threshold
 
-from test_engine import SIGMAS, sample
+from test_engine import sample
 from toy_dit import ToyDiT
 
 
@@ -46,10 +47,9 @@ def test_an_all_reuse_policy_reuses_from_rho(rho, first_reuse):
 
 def test_sampling_mode_keeps_the_log_probability_for_reinforce():
     model = ToyDiT(0, 6)
-    sink = []
-    policy = AdaPolicy(AdaNet(6, 8), meta(), 1.5, sample=True, sink=sink)
-    sample(model, PatchSpec(policy, 6))
-    (run,) = sink
+    policy = AdaPolicy(AdaNet(6, 8), meta(), 1.5, sample=True)
+    _, record = sample(model, PatchSpec(policy, 6))
+    run = record.result
     assert run.log_prob.requires_grad and len(run.computes) == 11
     run.log_prob.backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in policy.net.parameters())
@@ -77,8 +77,17 @@ def test_checkpoint_round_trip_and_refusals(tmp_path):
     save(path, net, m)
     loaded, m2 = load(path)
     assert m2 == m and all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), loaded.state_dict().values()))
-    with pytest.raises(AdaError, match="trained for toy with 6 blocks; this model is flux with 57 blocks"):
-        AdaPolicy(loaded, m2, 2.0, label="p").check_model("flux", 57)
+    policy = AdaPolicy(loaded, m2, 2.0, label="p")
+    with pytest.raises(AdaError, match="trained for toy, 6 blocks, latent channels 6, conditioning width 8; this "
+                                       "model is flux, 57 blocks"):
+        policy.check_model(ModelFingerprint("flux", 57))
+    with pytest.raises(AdaError, match="this model is toy, 6 blocks, width 32, latent channels 16, conditioning "
+                                       "width 8"):
+        policy.check_model(ModelFingerprint("toy", 6, 32, 16, 8))
+    with pytest.raises(AdaError, match="conditioning width 4096"):
+        policy.check_model(ModelFingerprint("toy", 6, 32, 6, 4096))
+    policy.check_model(ModelFingerprint("toy", 6, 32, 6, 8))
+    policy.check_model(ModelFingerprint("toy", 6))   # what the model does not say is not checked
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"not a safetensors file")
     with pytest.raises(AdaError, match="cannot be read as a safetensors policy"):

@@ -1,25 +1,24 @@
-import itertools
 import json
 import math
 
 import pytest
 import torch
 
-from blockdance_core import GroupPolicy, BlockDanceConfig, PatchSpec, Timeline
-from blockdance_core.calibrated import Schedule, SchedulePolicy, ScheduleError, ScheduleStep, place
+from blockdance_core import PatchSpec, Timeline
+from blockdance_core.policy import ModelFingerprint
+from blockdance_core.schedule import Schedule, SchedulePolicy, ScheduleError, ScheduleStep, place
 from blockdance_core.heatmap import render
 from blockdance_core.probe import Measurement, ProbePolicy, candidate_cuts
-from blockdance_core.search import Plan, BudgetUnreachable, predicted_error, search, step_weights
+from blockdance_core.search import BudgetUnreachable, predicted_error, search, step_weights
 
-from test_engine import SIGMAS, hooks_of, sample
+from test_engine import SIGMAS, sample
 from toy_dit import ToyDiT
 
 
 def measure(model, max_values=16384, keys=("cond", "uncond"), sigmas=SIGMAS):
-    probes = []
-    spec = PatchSpec(ProbePolicy(candidate_cuts(model.num_blocks), probes, max_values), model.num_blocks)
+    spec = PatchSpec(ProbePolicy(candidate_cuts(model.num_blocks), max_values), model.num_blocks)
     out, record = sample(model, spec, keys=keys, sigmas=sigmas)
-    return probes[-1].measurement(), out, record
+    return record.result.measurement(), out, record
 
 
 def test_probe_run_computes_everything_and_is_bit_identical():
@@ -170,7 +169,12 @@ def test_schedule_refuses_another_model():
     schedule = toy_schedule()
     schedule.check_model("toy", 6, 8)
     with pytest.raises(ScheduleError, match="measured on toy, 6 blocks, width 8; this model is flux, 57 blocks"):
-        SchedulePolicy(schedule).check_model("flux", 57)
+        SchedulePolicy(schedule).check_model(ModelFingerprint("flux", 57))
+    with pytest.raises(ScheduleError, match="this model is toy, 6 blocks, width 16, latent channels 4"):
+        SchedulePolicy(schedule).check_model(ModelFingerprint("toy", 6, 16, 4, 32))
+    SchedulePolicy(schedule).check_model(ModelFingerprint("toy", 6, 8, 4, 32))   # the fields it has all fit
+    old = Schedule.from_json({**schedule.to_json(), "model": {"family": "toy", "num_blocks": 6}})
+    SchedulePolicy(old).check_model(ModelFingerprint("toy", 6, 16))   # a file without a width: unchecked
     with pytest.raises(ScheduleError, match="this model is toy, 6 blocks, width 16"):
         schedule.check_model("toy", 6, 16)
 

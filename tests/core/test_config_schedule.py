@@ -3,7 +3,7 @@ import math
 import pytest
 
 from blockdance_core import (FULL, BlockDanceConfig, BlockDanceConfigError, GroupPolicy, MaskPolicy, StepClock,
-                             StepKind, Timeline, group_reuse, plan_from_reuse, resample)
+                             Timeline, group_reuse, plan_from_reuse, resample)
 
 
 @pytest.mark.parametrize("kwargs, needle", [

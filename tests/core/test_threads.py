@@ -86,7 +86,7 @@ def test_each_thread_sees_its_own_forward_in_flight():
         barrier.wait()   # both forwards are in flight before either runs a block
         try:
             model(xc, SIGMAS[0], hook=hook)
-            seen[key] = (run.call.keys, run.current_kind)
+            seen[key] = (run.call.keys, run.side.kind)
         finally:
             run.end_call()
         return run.call

@@ -5,6 +5,9 @@ import os
 
 import pytest
 
+# The whole quick benchmark (about 2 minutes) and its speed checks: the timing pass (scripts/test.sh).
+pytestmark = pytest.mark.timing
+
 CONTRACT_KEYS = {"model", "method", "sampler", "params", "speedup", "ideal_speedup", "efficiency", "psnr_mean",
                  "psnr_min", "ssim", "cls_acc", "fd_cls", "predicted_error"}
 METHODS = {"baseline", "blockdance", "delta", "calibrated", "easycache", "lazycache", "fewer_steps", "ada", "gate"}

@@ -4,7 +4,7 @@ import os
 import pytest
 import torch
 
-from helpers import BlockCounter, LogCapture, node, patch, sample, sample_recorded
+from helpers import BlockCounter, LogCapture, node, sample, sample_recorded
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,7 @@ def test_heatmap_changes_with_the_model(pack, tiny, wan):
 def test_a_schedule_for_another_model_is_refused(pack, tiny, wan):
     schedule, _, _ = calibrate(pack, wan)
     sd3 = tiny.build("sd3", seed=0)
-    errors = __import__("sys").modules[f"{pack.__name__}.blockdance_core.calibrated"]
+    errors = __import__("sys").modules[f"{pack.__name__}.blockdance_core.schedule"]
     with pytest.raises(errors.ScheduleError, match="measured on wan, 8 blocks, width 128; this model is sd3, 4 blocks"):
         with_schedule(pack, sd3.patcher, schedule)
 
@@ -75,7 +75,7 @@ def test_saved_schedule_loads_by_name_and_bad_files_name_themselves(pack, wan, t
     (loaded,) = loader.execute(os.path.join("tests", "wan8_00001.json")).result
     assert loaded == schedule and loaded.name == "wan8"
     (tmp_path / "broken.json").write_text('{"format": "blockdance-schedule", "version": 1, "steps": []}')
-    errors = __import__("sys").modules[f"{pack.__name__}.blockdance_core.calibrated"]
+    errors = __import__("sys").modules[f"{pack.__name__}.blockdance_core.schedule"]
     with pytest.raises(errors.ScheduleError, match=f"{tmp_path / 'broken.json'}: model is None; it must be a JSON object"):
         loader.execute("broken.json")
     with pytest.raises(FileNotFoundError, match="'missing.json' is not in the blockdance model folder"):
@@ -85,7 +85,7 @@ def test_saved_schedule_loads_by_name_and_bad_files_name_themselves(pack, wan, t
 def test_an_all_full_schedule_is_bit_identical(pack, wan):
     """A target the search meets without reusing anything gives the uncached output exactly."""
     schedule, _, _ = calibrate(pack, wan, target=1.05, steps=4)
-    calibrated = __import__("sys").modules[f"{pack.__name__}.blockdance_core.calibrated"]
+    calibrated = __import__("sys").modules[f"{pack.__name__}.blockdance_core.schedule"]
     full = calibrated.Schedule(schedule.name, schedule.family, schedule.num_blocks, schedule.width,
                                tuple(calibrated.ScheduleStep(s.position, s.sigma, "full") for s in schedule.steps),
                                1.0, 1.0, 0.0)

@@ -102,7 +102,7 @@ def test_a_patch_placed_after_blockdance_on_block_0_disables_it_cleanly(pack, fl
 def residual_control(tokens, width, inputs, outputs, scale=0.3):
     """A ControlNet as a DiT forward sees it: fixed residuals (one hint, as a real ControlNet's) added
     in place after blocks ('input' after Flux double blocks, 'output' after Flux single / SD3 joint
-    blocks; flux/model.py:218-262, mmdit.py:979-984)."""
+    blocks; Flux.forward_orig and MMDiT.forward_core_with_concat, core v0.8.0)."""
     from comfy.controlnet import ControlBase
 
     class Control(ControlBase):
@@ -312,6 +312,57 @@ def test_interleaved_runs_of_clones_keep_their_own_records(pack, flux):
     assert torch.equal(outputs[0], alone["a"][0]) and torch.equal(outputs[1], alone["b"][0])
     assert by_steps[9].to_dict() == alone["a"][1].to_dict()
     assert by_steps[6].to_dict() == alone["b"][1].to_dict()
+
+
+@pytest.mark.parametrize("policy_kind", ["probe", "ada"])
+def test_interleaved_clones_with_a_probe_or_ada_policy_each_get_their_own_result(pack, flux, policy_kind):
+    """Issue 16: two clones of one model patched with a policy that leaves a result (a probe's
+    measurement, Ada's plan), sampled at once (one advances inside the other's step callback): each
+    clone's run hands its own result back through its own report, the same result as when alone."""
+    import sys
+    from benchmarks.lockstep import run_lockstep, sampler_runner
+    core = sys.modules[f"{pack.__name__}.blockdance_core"]
+    telemetry = sys.modules[f"{pack.__name__}.nodes.telemetry"]
+    apply_blockdance = sys.modules[f"{pack.__name__}.nodes.patcher"].apply_blockdance
+    if policy_kind == "probe":
+        policy = core.probe.ProbePolicy((1, 3, 5))
+    else:
+        ada = core.ada
+        meta = ada.AdaMeta("flux", 5, int(flux.latent["samples"].shape[1]), int(flux.positive[0][0].shape[-1]),
+                           0.0, 4, "blockdance", 2.0, (2.0,))
+        torch.manual_seed(0)
+        net = ada.AdaNet(meta.latent_channels, meta.cond_width, meta.hidden)
+        torch.nn.init.normal_(net.correction[-1].weight)   # an instance-dependent plan
+        policy = ada.AdaPolicy(net.eval(), meta, 2.0)
+    patched = apply_blockdance(flux.patcher, policy, policy_kind)
+    clones = [telemetry.receiving(patched) for _ in range(2)]
+    steps = (9, 6)
+
+    def result_of(record):
+        r = record.result
+        if policy_kind == "probe":
+            m = r.measurement()
+            return m.num_steps, {c: m.features[c].clone() for c in m.cuts}
+        return len(r.computes), tuple(r.computes)
+
+    alone = []
+    for (clone, receiver), s in zip(clones, steps):
+        sample(clone, flux, steps=s)
+        alone.append(result_of(receiver.last.record))
+        receiver.reports.clear()
+    runners = [sampler_runner(clone, lambda cb, m=clone, s=s: sample(m, flux, steps=s, callback=cb))
+               for (clone, _), s in zip(clones, steps)]
+    run_lockstep(runners, 1)
+    for (clone, receiver), s, expected in zip(clones, steps, alone):
+        (report,) = receiver.reports   # its own run's report only
+        assert report.record.num_steps == s
+        got = result_of(report.record)
+        assert got[0] == expected[0] == (s if policy_kind == "probe" else s - 1)
+        if policy_kind == "probe":
+            assert got[1].keys() == expected[1].keys()
+            assert all(torch.equal(got[1][c], expected[1][c]) for c in got[1])
+        else:
+            assert got[1] == expected[1]
 
 
 # ------------------------------------------------------------------------------------ torch.compile

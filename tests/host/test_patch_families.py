@@ -67,14 +67,20 @@ def test_skipped_blocks_do_not_run_and_log_matches(pack, tm):
     assert [s.done for s in record.steps] == ["full"] * 4 + ["cache", "reuse"] * 3
 
 
-def test_modes_differ_and_stay_finite(pack, tm):
+def test_modes_differ_and_stay_close(pack, tm):
+    """Both modes reuse, differ from each other and from the uncached output, and stay close to it
+    (on the tiny models both are within 3.1% of the uncached output's norm; a cache handing back the
+    wrong features lands far outside 10%)."""
     base = sample(tm.patcher, tm)
-    bd = sample(bd_patch(pack, tm, mode="blockdance"), tm)
-    delta = sample(bd_patch(pack, tm, mode="delta"), tm)
-    for out in (bd, delta):
+    outputs = {}
+    for mode in ("blockdance", "delta"):
+        out, record = sample_recorded(pack, bd_patch(pack, tm, mode=mode), tm)
+        assert record.steps_reused and record.block_calls_skipped > 0, mode
         assert_finite(out)
         assert not torch.equal(out, base)
-    assert not torch.equal(bd, delta)
+        assert rel_err(out, base) < 0.1, (mode, rel_err(out, base))
+        outputs[mode] = out
+    assert not torch.equal(outputs["blockdance"], outputs["delta"])
 
 
 def test_cond_uncond_batched_or_split_never_mix(pack, tm, monkeypatch):
@@ -195,3 +201,51 @@ def test_checkpoint_loaded_by_stock_unet_loader(pack, tiny, tmp_path, family):
     out, record = sample_recorded(pack, patched, tm)
     assert_finite(out)
     assert len(record.steps_reused) > 0
+
+
+def test_the_fingerprint_read_when_patching_is_what_a_run_sees(pack, tm):
+    """Issue 16 item 4: each family adapter reads the blocks' width, the latent's channels and the
+    conditioning's width from the model when patching (what schedules and policies are checked
+    against), and they are what a run's forwards carry."""
+    core = sys.modules[f"{PACK_MODULE}.blockdance_core"]
+    telemetry = sys.modules[f"{PACK_MODULE}.nodes.telemetry"]
+    patcher = sys.modules[f"{PACK_MODULE}.nodes.patcher"]
+    seen = {}
+
+    class SeeingRun(core.probe.ProbeRun):
+        def decide(self, observation):
+            seen.setdefault("latent_channels", int(observation.x.shape[1]))
+            seen.setdefault("cond_width", int(observation.context.shape[-1]))
+            return super().decide(observation)
+
+    class Seeing(core.probe.ProbePolicy):
+        def start(self, timeline, num_blocks):
+            return SeeingRun(self.cuts, timeline, num_blocks, self.max_values)
+
+    family = family_of(tm.patcher)
+    fingerprint = family.fingerprint(tm.patcher.get_model_object("diffusion_model"), patcher._latent_channels(tm.patcher))
+    probed, receiver = telemetry.receiving(patcher.apply_blockdance(tm.patcher, Seeing((1,)), "probe"))
+    sample(probed, tm, steps=2)
+    width = receiver.last.record.result.width
+    assert fingerprint == core.policy.ModelFingerprint(family.name, tm.num_blocks, width, seen["latent_channels"],
+                                                       seen["cond_width"])
+
+
+def test_a_swap_stage_whose_blocks_take_other_arguments_is_refused_when_patching(pack, tiny):
+    """Container-swap stages read the hidden state from the block's call (HiDream: image_tokens and
+    text_tokens by name); a core whose blocks take other arguments is refused at patch time."""
+    hidream = tiny.build("hidream", seed=0)
+    block = hidream.patcher.get_model_object("diffusion_model").double_stream_blocks[0]
+    patch(pack, hidream.patcher)   # the blocks as core v0.8.0 / 0.33.0 define them fit
+
+    def forward(hidden_states, encoder_hidden_states=None):
+        return hidden_states, encoder_hidden_states
+
+    block.forward = forward
+    try:
+        errors = sys.modules[f"{PACK_MODULE}.blockdance_core"]
+        with pytest.raises(errors.BlockDanceConfigError, match=r"hidream double_stream_blocks\[0\] .* calls it with "
+                                                               r"image_tokens, text_tokens"):
+            patch(pack, hidream.patcher)
+    finally:
+        del block.forward

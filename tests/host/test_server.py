@@ -120,7 +120,7 @@ def test_prompt_over_http_logs_and_shows_stats(server):
                         msg = await ws.receive(timeout=1)
                     except asyncio.TimeoutError:
                         continue
-                    # Binary event 3 (TEXT): event id, node-id length, node id, text (server.py:1214).
+                    # Binary event 3 (TEXT): event id, node-id length, node id, text (PromptServer.send_progress_text, core v0.8.0).
                     if msg.type == aiohttp.WSMsgType.BINARY and struct.unpack(">I", msg.data[:4])[0] == 3:
                         node_len = struct.unpack(">I", msg.data[4:8])[0]
                         node_id, text = msg.data[8:8 + node_len].decode(), msg.data[8 + node_len:].decode()
@@ -212,4 +212,5 @@ def test_shipped_ada_policy_over_http(server):
     sd3_latent = {"class_type": "EmptySD3LatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}}
     with pytest.raises(AssertionError) as err:
         server.run_prompt(ada_prompt("tiny_sd3.safetensors", "tiny_cond", sd3_latent), "x")
-    assert "trained for wan with 24 blocks; this model is sd3 with 4 blocks" in str(err.value)
+    assert "trained for wan, 24 blocks, latent channels 16, conditioning width 4096; this model is sd3, 4 blocks" \
+        in str(err.value)

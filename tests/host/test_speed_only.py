@@ -1,4 +1,7 @@
 """`python -m benchmarks.run --speed-only`'s measurement on a small model of one family."""
+import pytest
+
+pytestmark = pytest.mark.timing   # asserts timing noise and efficiency: its own pass (scripts/test.sh)
 
 
 def test_speed_only_rows(comfy, pack):

@@ -15,7 +15,6 @@ C12 is in test_host_robustness.py (SkipLayerGuidance over the skipped range).
 """
 import asyncio
 import json
-import math
 import os
 import sys
 import threading
@@ -28,7 +27,7 @@ import uuid
 import pytest
 import torch
 
-from helpers import node, sample
+from helpers import node
 
 sys.path.append(os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "browser"))
 import bd_server  # noqa: E402
@@ -155,7 +154,7 @@ BAD_SCHEDULE_FILES = {
 def test_malformed_schedule_files_name_the_file_and_what_is_wrong(pack, blockdance_folder, name):
     data, why = BAD_SCHEDULE_FILES[name]
     (blockdance_folder / name).write_bytes(data)
-    with pytest.raises(core(pack, "calibrated").ScheduleError, match=why) as err:
+    with pytest.raises(core(pack, "schedule").ScheduleError, match=why) as err:
         node(pack, "BlockDanceScheduleLoader").execute(name)
     assert str(blockdance_folder / name) in str(err.value)
 
@@ -163,7 +162,7 @@ def test_malformed_schedule_files_name_the_file_and_what_is_wrong(pack, blockdan
 def test_an_oversized_schedule_file_is_refused_unread(pack, blockdance_folder):
     with open(blockdance_folder / "big.json", "wb") as f:
         f.truncate(5 * 2**20)
-    with pytest.raises(core(pack, "calibrated").ScheduleError, match="big.json: 5242880 bytes; a schedule is at most"):
+    with pytest.raises(core(pack, "schedule").ScheduleError, match="big.json: 5242880 bytes; a schedule is at most"):
         node(pack, "BlockDanceScheduleLoader").execute("big.json")
 
 
@@ -209,24 +208,31 @@ def test_policy_tensors_must_match_their_names(pack, blockdance_folder):
 
 # ------------------------------------------------------------------------------------ C9
 def test_a_schedule_for_blocks_of_another_width_is_refused(pack, wan):
-    calibrated = core(pack, "calibrated")
+    """Refused when patching (issue 16 item 4), naming both sides; the first forward checks again."""
+    calibrated = core(pack, "schedule")
     schedule = calibrated.Schedule.from_json(toy_schedule_json(num_blocks=6, width=64), "toy.json")
-    patched = node(pack, "BlockDancePatch").execute(wan.patcher, "blockdance", 0.75, 2, 0.4, 0.95,
-                                                    schedule=schedule).result[0]
+    with pytest.raises(calibrated.ScheduleError, match="measured on wan, 6 blocks, width 64; this model is wan, "
+                                                       "6 blocks, width 128"):
+        node(pack, "BlockDancePatch").execute(wan.patcher, "blockdance", 0.75, 2, 0.4, 0.95, schedule=schedule)
+    run = calibrated.SchedulePolicy(schedule).start(core(pack, "timeline").Timeline.build([1.0, 0.5, 0.0]), 6)
     with pytest.raises(calibrated.ScheduleError, match="measured on blocks 64 wide; this model's are 128 wide"):
-        sample(patched, wan, steps=10)
+        run.decide(core(pack, "policy").Observation(0, None, block_input=torch.zeros(1, 4, 128)))
 
 
 def test_a_policy_for_another_conditioning_width_is_refused(pack, wan, blockdance_folder):
+    """Refused when patching, naming both sides; a forward with another conditioning still refuses."""
     width = wan.positive[0][0].shape[-1]
     write_policy(blockdance_folder / "other.safetensors", {"cond_width": width + 8, "latent_channels": 16},
                  tensors=None if width + 8 == 32 else _net_tensors(pack, 16, width + 8))
     (policy,) = node(pack, "BlockDanceAdaLoader").execute("other.safetensors").result
-    patched = node(pack, "BlockDancePatch").execute(wan.patcher, "blockdance", 0.75, 2, 0.4, 0.95, policy=policy,
-                                                    target_speedup=2.0).result[0]
+    with pytest.raises(core(pack, "ada").AdaError, match=f"latent channels 16, conditioning width {width + 8}; "
+                                                          f"this model is wan, 6 blocks, width 128, latent channels "
+                                                          f"16, conditioning width {width}"):
+        node(pack, "BlockDancePatch").execute(wan.patcher, "blockdance", 0.75, 2, 0.4, 0.95, policy=policy,
+                                              target_speedup=2.0)
     with pytest.raises(core(pack, "ada").AdaError, match=f"reads conditioning {width + 8} wide; this model's "
                                                           f"conditioning is {width} wide"):
-        sample(patched, wan, steps=8)
+        core(pack, "ada").cond_features(torch.zeros(1, 4, width), 1, width + 8, "other")
 
 
 def _net_tensors(pack, channels, cond_width):
@@ -239,12 +245,15 @@ def _net_tensors(pack, channels, cond_width):
 def server(comfy, tiny, tmp_path_factory):
     base = str(tmp_path_factory.mktemp("redteam"))
     srv = bd_server.ComfyServer(comfy, base)
-    models = bd_server.write_tiny_models(tiny, srv.models_dir, srv.output_dir, families={"sd3"})
+    models = bd_server.write_tiny_models(tiny, srv.models_dir, base, families={"sd3"})
     assert models
     long_steps = 10000
     big = toy_schedule_json(num_blocks=24, steps=long_steps)
     with open(os.path.join(srv.schedules_dir, "long.json"), "w") as f:
         json.dump(big, f)
+    with open(os.path.join(srv.schedules_dir, "other_model.json"), "w") as f:
+        json.dump(toy_schedule_json(num_blocks=6, width=64), f)   # a Wan schedule: the server has a tiny SD3
+    write_policy(os.path.join(srv.schedules_dir, "other_model.safetensors"))   # a Wan policy
     for name, (data, _) in BAD_SCHEDULE_FILES.items():
         with open(os.path.join(srv.schedules_dir, name), "wb") as f:
             f.write(data)
@@ -350,7 +359,7 @@ def test_worst_case_previews_never_stall_the_server(server):
 
 
 def test_schedules_are_parsed_once_per_file_version(pack, blockdance_folder, monkeypatch):
-    routes, calibrated = pack_module(pack, "routes"), core(pack, "calibrated")
+    routes, calibrated = pack_module(pack, "routes"), core(pack, "schedule")
     path = blockdance_folder / "cached.json"
     path.write_text(json.dumps(toy_schedule_json()))
     loads, real = [], calibrated.Schedule.load.__func__
@@ -362,6 +371,40 @@ def test_schedules_are_parsed_once_per_file_version(pack, blockdance_folder, mon
     data["steps"][1]["kind"] = "full"
     path.write_text(json.dumps(data, indent=2))   # a new version of the file (another size)
     assert routes.preview(query) != first and len(loads) == 2
+
+
+@pytest.mark.parametrize("loader", ["schedule", "policy"])
+def test_a_schedule_or_policy_for_another_model_is_refused_when_patching(server, loader):
+    """Issue 16 item 4 over HTTP: a Wan schedule or policy on the tiny SD3 fails the prompt at
+    BlockDance Patch, before the KSampler runs; the error names both models."""
+    if loader == "schedule":
+        source = {"load": {"class_type": "BlockDanceScheduleLoader", "inputs": {"schedule_name": "other_model.json"}}}
+        wanted = "measured on wan, 6 blocks, width 64"
+    else:
+        source = {"load": {"class_type": "BlockDanceAdaLoader", "inputs": {"policy_name": "other_model.safetensors"}}}
+        wanted = "trained for wan, 6 blocks, latent channels 16, conditioning width 32"
+    graph = sd3_prompt({**source,
+                        "bd": {"class_type": "BlockDancePatch", "inputs": {
+                            "model": ["unet", 0], "mode": "blockdance", "depth": 0.75, "N": 2, "start_percent": 0.0,
+                            "end_percent": 1.0, loader: ["load", 0]}},
+                        "ks": {"class_type": "KSampler", "inputs": {
+                            "model": ["bd", 0], "seed": 3, "steps": 4, "cfg": 2.0, "sampler_name": "euler",
+                            "scheduler": "simple", "positive": ["cond", 1], "negative": ["zero", 0],
+                            "latent_image": ["latent", 0], "denoise": 1.0}},
+                        "save": {"class_type": "SaveLatent", "inputs": {"samples": ["ks", 0],
+                                                                        "filename_prefix": f"latents/{uuid.uuid4().hex}"}}})
+    prompt_id = server.post("/prompt", {"prompt": graph, "client_id": "refusal"})["prompt_id"]
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        entry = server.get(f"/history/{prompt_id}").get(prompt_id)
+        if entry and entry["status"].get("completed") is not None:
+            break
+        time.sleep(0.2)
+    status = entry["status"]
+    assert status["status_str"] == "error", status
+    (error,) = [data for kind, data in status["messages"] if kind == "execution_error"]
+    assert error["node_id"] == "bd" and error["node_type"] == "BlockDancePatch", {k: error[k] for k in ("node_id", "exception_message")}
+    assert wanted in error["exception_message"] and "this model is sd3, " in error["exception_message"], error
 
 
 def test_the_run_event_goes_only_to_the_client_that_queued_the_prompt(server):

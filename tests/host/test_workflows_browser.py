@@ -130,7 +130,7 @@ def write_schedule(folder):
     blocks skipped), so the preview must show depths that vary."""
     from benchmarks.comfy_env import PACK_MODULE, load_pack
     load_pack()
-    calibrated = sys.modules[PACK_MODULE + ".blockdance_core.calibrated"]
+    calibrated = sys.modules[PACK_MODULE + ".blockdance_core.schedule"]
     plan = [("full", 0)] * 10 + [("cache", 2), ("reuse", 2)] * 2 + [("cache", 3), ("reuse", 3)] * 2 + [("full", 0)] * 2
     steps = tuple(calibrated.ScheduleStep(position=k / 20, sigma=1 - k / 20, kind=kind, cut=cut,
                                           mode="blockdance" if cut else "") for k, (kind, cut) in enumerate(plan))
