@@ -432,6 +432,8 @@ def test_the_run_event_goes_only_to_the_client_that_queued_the_prompt(server):
                 events.append(json.loads(msg.data))
             elif msg.type == aiohttp.WSMsgType.BINARY:
                 events.append({"type": "binary", "data": bytes(msg.data)})
+            else:   # closed or failed: receive() would answer at once forever and starve the loop
+                return
 
     async def run():
         events = {a: [], b: []}
