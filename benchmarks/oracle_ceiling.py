@@ -356,15 +356,23 @@ def verdict(result: dict) -> List[str]:
 
 
 def markdown(results: List[dict]) -> str:
-    lines = ["| model | sampler | target | method | mean PSNR (dB) | Δ vs shipped (dB) [95% CI] | worst Δ | "
-             "within 1 dB of own best | pooled ideal |", "|---|---|---|---|---|---|---|---|---|"]
+    """Per model and sampler: rows the methods, per target mean PSNR, paired delta vs shipped [95% CI],
+    worst item delta and share within 1 dB of the item's own best; then the verdict lines."""
+    lines = []
     for res in results:
-        for t, rows in res["summary"].items():
-            for m in res["methods"]:
-                r = rows[m]
-                lines.append(f"| {res['model']} | {res['sampler']} | {t}x | {res['labels'][m]} | {r['psnr_mean']:.2f} | "
-                             f"{_ci(r)} | {r['delta_worst']:+.2f} | {r['within_1db_of_best']:.0%} | "
-                             f"{r['ideal_pooled']:.2f}x |")
+        targets = list(res["summary"])
+        lines += [f"### {res['label']}, {res['sampler']}", "",
+                  f"{len(res['items'])} items ({res['items_per_class']} per class 0-6), {res['steps']} steps, batch 1, "
+                  f"own noise and sampler seed per item; {res['runs']} sampling runs, {res['seconds'] / 60:.1f} min.", "",
+                  "| method | " + " | ".join(f"{t}x PSNR | {t}x Δ [95% CI] | {t}x worst | {t}x ≤1 dB" for t in targets)
+                  + " |", "|---|" + "---:|" * (4 * len(targets))]
+        for m in res["methods"]:
+            cells = []
+            for t in targets:
+                r = res["summary"][t][m]
+                cells += [f"{r['psnr_mean']:.2f}", _ci(r), f"{r['delta_worst']:+.2f}", f"{r['within_1db_of_best']:.0%}"]
+            lines.append(f"| {res['labels'][m]} | " + " | ".join(cells) + " |")
+        lines += [""] + [f"- {v}" for v in verdict(res)] + [""]
     return "\n".join(lines)
 
 
