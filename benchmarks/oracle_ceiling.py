@@ -363,7 +363,7 @@ def markdown(results: List[dict]) -> str:
         targets = list(res["summary"])
         lines += [f"### {res['label']}, {res['sampler']}", "",
                   f"{len(res['items'])} items ({res['items_per_class']} per class 0-6), {res['steps']} steps, batch 1, "
-                  f"own noise and sampler seed per item; {res['runs']} sampling runs, {res['seconds'] / 60:.1f} min.", "",
+                  f"own noise and sampler seed per item; {res['runs']} sampling runs, {res['seconds'] / 60:.1f} min wall-clock.", "",
                   "| method | " + " | ".join(f"{t}x PSNR | {t}x Δ [95% CI] | {t}x worst | {t}x ≤1 dB" for t in targets)
                   + " |", "|---|" + "---:|" * (4 * len(targets))]
         for m in res["methods"]:
