@@ -126,23 +126,23 @@ class Harness:
 
     def probe(self, cls: int, noise: torch.Tensor, seed: int):
         """(uncached output, measurement) of one probed run: the probe computes every block."""
-        core = self.pack.blockdance_core
-        probes: list = []
-        out = self.sample(self.pack.nodes.patcher.apply_blockdance(self.model, core.probe.ProbePolicy(self.cuts, probes),
-                                                                   "probe"), cls, noise, seed)
-        return out, probes[-1].measurement()
+        core, nodes = self.pack.blockdance_core, self.pack.nodes
+        probed, receiver = nodes.telemetry.receiving(
+            nodes.patcher.apply_blockdance(self.model, core.probe.ProbePolicy(self.cuts), "probe"))
+        out = self.sample(probed, cls, noise, seed)
+        return out, receiver.last.record.result.measurement()
 
     def plan_schedule(self, measurement, target: float, name: str):
         core = self.pack.blockdance_core
         plan = core.search.search(measurement, target, self.options)
-        return core.calibrated.Schedule.from_plan(name, self.family, measurement.width, measurement.timeline, plan)
+        return core.schedule.Schedule.from_plan(name, self.family, measurement.width, measurement.timeline, plan)
 
     def run_schedule(self, schedule, item: Item):
         """(image PSNR, latent PSNR, ideal speedup) of one item under a schedule."""
         from .measure import recorded_runs, record_of
         from .metrics import psnr_per_image
         core = self.pack.blockdance_core
-        patched = self.pack.nodes.patcher.apply_blockdance(self.model, core.calibrated.SchedulePolicy(schedule),
+        patched = self.pack.nodes.patcher.apply_blockdance(self.model, core.schedule.SchedulePolicy(schedule),
                                                            "schedule")
         with recorded_runs(self.pack) as reports:
             out = self.sample(patched, item.cls, item.noise, item.sampler_seed)
@@ -232,7 +232,7 @@ def measure(pack, model, ref_model, contexts, sampler: str, targets: Sequence[fl
         raise SystemExit(f"--items-per-class must be 1..{MAX_PER_CLASS}")
     started = time.perf_counter()
     h = Harness(pack, model, ref_model, contexts, sampler, steps)
-    Schedule = pack.blockdance_core.calibrated.Schedule
+    Schedule = pack.blockdance_core.schedule.Schedule
     ancestral = "ancestral" in sampler
     classes = protocol.EVAL_CLASSES[:2] if quick else protocol.EVAL_CLASSES
     items: List[Item] = []

@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import copy
 
+# Nodes whose frontend adds display widgets the server never sees (Preview as Text's text boxes): their
+# leftover widget values are the frontend's own, not inputs.
+DISPLAY_WIDGETS = {"PreviewAny"}
 VIRTUAL = {"Note", "MarkdownNote"}          # frontend-only nodes: never sent to the server
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 # A combo whose selected option brings inputs of its own (core >= 0.30: SaveVideo's format), sent as
@@ -90,7 +93,7 @@ def to_api(workflow: dict, object_info: dict) -> dict:
             if name in linked:
                 _, origin, origin_slot, *_ = linked.pop(name)
                 inputs[name] = [str(origin), origin_slot]
-        if values or linked:
+        if (values and node["type"] not in DISPLAY_WIDGETS) or linked:
             raise ValueError(f"node {node['id']} ({node['type']}): unused widget values {values} or links {list(linked)}")
         prompt[str(node["id"])] = {"class_type": node["type"], "inputs": inputs}
     return prompt
