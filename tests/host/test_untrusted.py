@@ -285,6 +285,16 @@ def sd3_prompt(extra_nodes, client_prefix="bd"):
     return graph
 
 
+def sampled_and_saved(model_node: str, steps: int) -> dict:
+    """A KSampler on the patched model and a SaveLatent of its output, for sd3_prompt."""
+    return {"ks": {"class_type": "KSampler", "inputs": {
+                "model": [model_node, 0], "seed": 3, "steps": steps, "cfg": 2.0, "sampler_name": "euler",
+                "scheduler": "simple", "positive": ["cond", 1], "negative": ["zero", 0],
+                "latent_image": ["latent", 0], "denoise": 1.0}},
+            "save": {"class_type": "SaveLatent", "inputs": {"samples": ["ks", 0],
+                                                            "filename_prefix": f"latents/{uuid.uuid4().hex}"}}}
+
+
 def calibrate_node(prefix):
     return {"cal": {"class_type": "BlockDanceCalibrate", "inputs": {
         "model": ["unet", 0], "positive": ["cond", 1], "negative": ["zero", 0], "latent_image": ["latent", 0],
@@ -387,12 +397,7 @@ def test_a_schedule_or_policy_for_another_model_is_refused_when_patching(server,
                         "bd": {"class_type": "BlockDancePatch", "inputs": {
                             "model": ["unet", 0], "mode": "blockdance", "depth": 0.75, "N": 2, "start_percent": 0.0,
                             "end_percent": 1.0, loader: ["load", 0]}},
-                        "ks": {"class_type": "KSampler", "inputs": {
-                            "model": ["bd", 0], "seed": 3, "steps": 4, "cfg": 2.0, "sampler_name": "euler",
-                            "scheduler": "simple", "positive": ["cond", 1], "negative": ["zero", 0],
-                            "latent_image": ["latent", 0], "denoise": 1.0}},
-                        "save": {"class_type": "SaveLatent", "inputs": {"samples": ["ks", 0],
-                                                                        "filename_prefix": f"latents/{uuid.uuid4().hex}"}}})
+                        **sampled_and_saved("bd", steps=4)})
     prompt_id = server.post("/prompt", {"prompt": graph, "client_id": "refusal"})["prompt_id"]
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -413,13 +418,7 @@ def test_the_run_event_goes_only_to_the_client_that_queued_the_prompt(server):
     import aiohttp
     patch = {"bd": {"class_type": "BlockDancePatch", "inputs": {
         "model": ["unet", 0], "mode": "blockdance", "depth": 0.75, "N": 2, "start_percent": 0.0, "end_percent": 1.0}}}
-    graph = sd3_prompt({**patch,
-                        "ks": {"class_type": "KSampler", "inputs": {
-                            "model": ["bd", 0], "seed": 3, "steps": 6, "cfg": 2.0, "sampler_name": "euler",
-                            "scheduler": "simple", "positive": ["cond", 1], "negative": ["zero", 0],
-                            "latent_image": ["latent", 0], "denoise": 1.0}},
-                        "save": {"class_type": "SaveLatent", "inputs": {"samples": ["ks", 0],
-                                                                        "filename_prefix": f"latents/{uuid.uuid4().hex}"}}})
+    graph = sd3_prompt({**patch, **sampled_and_saved("bd", steps=6)})
     a, b = uuid.uuid4().hex, uuid.uuid4().hex
 
     async def listen(ws, events, stop):
