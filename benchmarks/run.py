@@ -97,8 +97,8 @@ def run_sampler(pack, configs, base_model, ref_model, sampler, fidelity: Workloa
         cfg.block_calls = sum(counter.counts)
         if cfg.method in ("blockdance", "delta", "calibrated"):
             record = record_of(reports, cfg.patched)
-            plan = [(s.planned or "full", s.blocks[1] if s.blocks else 0, s.mode) for s in record.steps]
-            cfg.predicted_error = pack.blockdance_core.search.predicted_error(measurement, plan)
+            actions = [s.action for s in record.steps]
+            cfg.predicted_error = pack.blockdance_core.search.predicted_error(measurement, actions)
 
     for cfg in configs:
         counted_run(cfg)

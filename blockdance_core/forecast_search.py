@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from .budget import blocks_to_save
+from .actions import StepAction, StepKind, cache_step
 from .forecast import COPY, Forecast, weights
 from .probe import Measurement
 from .search import BudgetUnreachable, Group, Plan, group_extents, lower, step_weights
@@ -46,12 +47,12 @@ class ForecastGroup(Group):
 
 @dataclass(frozen=True)
 class ForecastPlan(Plan):
-    def steps(self) -> List[Tuple[str, int, str]]:
-        """(kind, cut, mode) per step; a lone computed step a forecast reads keeps its range (cache)."""
-        out = super().steps()
+    def actions(self) -> List[StepAction]:
+        """The plan's actions; a lone computed step a forecast reads keeps its range (a cache step)."""
+        out = super().actions()
         for g in self.groups:
-            if g.anchor is not None and out[g.anchor][0] == "full":
-                out[g.anchor] = ("cache", g.cut, g.mode)
+            if g.anchor is not None and out[g.anchor].kind is StepKind.FULL:
+                out[g.anchor] = cache_step(range(g.cut), g.mode)
         return out
 
     def forecasts(self) -> List[str]:

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Sequence
 
 import torch
+
+from .actions import StepAction
 
 # A dark-to-bright ramp (inferno-like): black, purple, red-orange, yellow.
 _RAMP = torch.tensor([[0.0, 0.0, 0.02], [0.34, 0.06, 0.43], [0.85, 0.27, 0.23], [0.99, 0.65, 0.04], [0.99, 1.0, 0.64]])
@@ -118,11 +120,11 @@ def _sci(value: float) -> str:
     return f"{value:.0e}".replace("e-0", "e-").replace("e+0", "e")
 
 
-def render(change: torch.Tensor, cuts: Sequence[int], steps: Optional[Sequence[Tuple]] = None,
+def render(change: torch.Tensor, cuts: Sequence[int], actions: Optional[Sequence[StepAction]] = None,
            cell: Optional[int] = None, title: Sequence[str] | str = (), num_blocks: Optional[int] = None,
            min_width: int = MIN_WIDTH) -> torch.Tensor:
     """change: [cuts, steps] (probe.Measurement.step_change); cuts: blocks skipped per row (ascending);
-    steps: (kind, cut[, mode]) per step of the chosen schedule, drawn on top; title: one or more lines
+    actions: the chosen schedule's StepAction per step, drawn on top; title: one or more lines
     above the grid. Returns [1, H, W, 3] at least `min_width` px wide."""
     n_cuts, n_steps = change.shape
     titles = [title] if isinstance(title, str) else list(title)
@@ -135,10 +137,9 @@ def render(change: torch.Tensor, cuts: Sequence[int], steps: Optional[Sequence[T
     y_grid = 8 + title_h + tick_h
     axis_h = 44 if cell is None else 0
     modes_used = []
-    for step in steps or ():
-        mode = step[2] if len(step) > 2 and step[2] else "blockdance"
-        if step[0] == "reuse" and mode not in modes_used:
-            modes_used.append(mode)
+    for action in actions or ():
+        if action.kind.value == "reuse" and action.mode not in modes_used:
+            modes_used.append(action.mode)
     legend_lines = [f"REUSE ({ACTION_NAMES.get(m, m)}): THE BLOCKS IT SKIPS" for m in modes_used or ["blockdance"]]
     legend_h = 44 + 20 * (1 + len(legend_lines)) if cell is None else 0
     height = y_grid + grid_h + axis_h + legend_h
@@ -164,9 +165,8 @@ def render(change: torch.Tensor, cuts: Sequence[int], steps: Optional[Sequence[T
 
     for i, line in enumerate(titles):
         draw_text(image, line, width // 2, 8 + 20 * i, anchor="center")
-    for k, step in enumerate(list(steps or ())[:n_steps]):
-        kind, cut = step[0], step[1]
-        mode = step[2] if len(step) > 2 and step[2] else "blockdance"
+    for k, action in enumerate(list(actions or ())[:n_steps]):
+        kind, cut, mode = action.kind.value, action.blocks.stop, action.mode
         x0, x1 = x_grid + k * cw, x_grid + (k + 1) * cw
         colour = ACTION_COLOURS.get(mode, OTHER_ACTION)
         if kind == "cache":

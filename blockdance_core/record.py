@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, List, Optional, Set
 
+from .actions import StepAction, StepKind
 from .budget import ideal_speedup
 
 
@@ -35,6 +36,12 @@ class StepRecord:
         if self.reused_calls:
             return "reuse"
         return "cache" if self.cached_calls else "full"
+
+    @property
+    def action(self) -> StepAction:
+        """What the step was planned to do, as the engine's own type (its cache step is not kept)."""
+        blocks = range(*self.blocks) if self.blocks else range(0)
+        return StepAction(StepKind(self.planned or "full"), blocks, self.mode or "blockdance")
 
     @property
     def depth(self) -> float:

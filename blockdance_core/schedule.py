@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import List, Optional, Tuple
 
 from . import untrusted
-from .actions import FULL, MODES, StepAction, cache_step, reuse_step
+from .actions import FULL, MODES, StepAction, StepKind, cache_step, reuse_step
 from .policy import ModelFingerprint, PlannedRun, PolicyRun, StepPolicy
 from .timeline import POSITION_EPS, Timeline
 from .tree import tree_leaves
@@ -82,8 +82,9 @@ class Schedule:
                   calibration: Optional[dict] = None) -> "Schedule":
         """The schedule a searched plan (blockdance_core.search.Plan) describes, its steps placed at
         the positions of the measured run's timeline."""
-        steps = tuple(ScheduleStep(round(timeline.positions[k], 6), round(timeline.sigmas[k], 6), kind, cut, mode)
-                      for k, (kind, cut, mode) in enumerate(plan.steps()))
+        steps = tuple(ScheduleStep(round(timeline.positions[k], 6), round(timeline.sigmas[k], 6), a.kind.value,
+                                   a.blocks.stop, a.mode if a.kind is not StepKind.FULL else "")
+                      for k, a in enumerate(plan.actions()))
         return cls(name, family, plan.num_blocks, width, steps, plan.target_speedup, round(plan.ideal_speedup, 4),
                    round(plan.predicted_error, 6), dict(calibration or {}))
 

@@ -20,7 +20,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .actions import MODES
+from .actions import FULL, MODES, StepAction, StepKind, cache_step, reuse_step
 from .budget import blocks_to_save, ideal_speedup
 from .probe import Measurement
 
@@ -57,13 +57,13 @@ class Plan:
     def predicted_error(self) -> float:
         return sum(g.error for g in self.groups)
 
-    def steps(self) -> List[Tuple[str, int, str]]:
-        """(kind, cut, mode) per step: kind full / cache / reuse."""
-        out = [("full", 0, "")] * self.num_steps
+    def actions(self) -> List[StepAction]:
+        """The plan as the engine runs it: one StepAction per step (a plan has this one type)."""
+        out = [FULL] * self.num_steps
         for g in self.groups:
-            out[g.cache_step] = ("cache", g.cut, g.mode)
+            out[g.cache_step] = cache_step(range(g.cut), g.mode)
             for k in g.reuse_steps:
-                out[k] = ("reuse", g.cut, g.mode)
+                out[k] = reuse_step(range(g.cut), g.mode, g.cache_step)
         return out
 
 
@@ -159,16 +159,17 @@ def _relax(target_row: np.ndarray, target_back: np.ndarray, row: np.ndarray, ski
         target_back[skip:][better] = move
 
 
-def predicted_error(measurement: Measurement, steps: Sequence[Tuple[str, int, str]], weights: str = "dsigma") -> float:
-    """The predicted error of any per-step plan given as (kind, cut, mode) per step (Plan.steps(), or
-    a fixed BlockDance-N plan), on the measured timeline: how search() scores plans, so that its
-    ranking can be checked against measured fidelity."""
-    if len(steps) != measurement.num_steps:
-        raise ValueError(f"{len(steps)} steps given for a {measurement.num_steps}-step measurement")
+def predicted_error(measurement: Measurement, actions: Sequence[StepAction], weights: str = "dsigma") -> float:
+    """The predicted error of any per-step plan (Plan.actions(), a policy's plan or a run's record),
+    on the measured timeline: how search() scores plans, so that its ranking can be checked against
+    measured fidelity. Reuse steps skip a prefix of `cut` blocks."""
+    if len(actions) != measurement.num_steps:
+        raise ValueError(f"{len(actions)} steps given for a {measurement.num_steps}-step measurement")
     w = step_weights(measurement.timeline.sigmas, weights)
     total, source, cache = 0.0, None, {}
-    for k, (kind, cut, mode) in enumerate(steps):
-        if kind == "reuse":
+    for k, action in enumerate(actions):
+        cut, mode = action.blocks.stop, action.mode
+        if action.kind is StepKind.REUSE:
             if cut not in measurement.features:
                 raise ValueError(f"cut {cut} was not measured (measured: {measurement.cuts})")
             if (cut, mode) not in cache:

@@ -24,7 +24,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 
-from ..blockdance_core import ada
+from ..blockdance_core import StepKind, ada
 from ..blockdance_core.budget import saved_share
 from ..blockdance_core.probe import ProbePolicy
 from ..blockdance_core.quality import MAX_PSNR, latent_psnr, psnr_quality
@@ -92,7 +92,7 @@ def _targets(model, item: Item, meta: ada.AdaMeta) -> dict:
     out = {}
     for budget in meta.budgets:
         plan = search(measurement, budget, [(meta.cut, meta.mode)], earliest=earliest)
-        computes = torch.tensor([kind != "reuse" for kind, _, _ in plan.steps()], dtype=torch.float32)
+        computes = torch.tensor([a.kind is not StepKind.REUSE for a in plan.actions()], dtype=torch.float32)
         bins = torch.zeros(ada.BINS)
         for b in range(ada.BINS):   # a bin takes the steps whose position falls in it, else the nearest step
             inside = [k for k, p in enumerate(positions) if b / ada.BINS <= p < (b + 1) / ada.BINS]

@@ -128,7 +128,7 @@ def calibrate(model, sampling: Sampling, target_speedup: float, mode: str = "aut
     scheduled_psnr, fewer_psnr = latent_psnr(scheduled, reference), latent_psnr(fewer_out, reference)
     title = [f"{name}: {plan.ideal_speedup:.2f}x, predicted error {plan.predicted_error:.3g}",
              f"latent PSNR: schedule {_db(scheduled_psnr)}, {fewer} steps (same cost) {_db(fewer_psnr)}"]
-    heatmap = render(measurement.step_change(), measurement.cuts, plan.steps(), title=title,
+    heatmap = render(measurement.step_change(), measurement.cuts, plan.actions(), title=title,
                      num_blocks=measurement.num_blocks)
     return Calibration(schedule, measurement, plan, reference, scheduled_psnr, fewer, fewer_psnr, heatmap, seconds)
 

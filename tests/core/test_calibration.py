@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from blockdance_core import PatchSpec, Timeline
+from blockdance_core import FULL, PatchSpec, Timeline, cache_step, reuse_step
 from blockdance_core.policy import ModelFingerprint
 from blockdance_core.schedule import Schedule, SchedulePolicy, ScheduleError, ScheduleStep, place
 from blockdance_core.heatmap import render
@@ -77,11 +77,11 @@ def all_plans(steps, options):
             yield []
             return
         for rest in extend(p + 1):
-            yield [("full", 0, "")] + rest
+            yield [FULL] + rest
         for last in range(p + 1, steps):
             for cut, mode in options:
                 for rest in extend(last + 1):
-                    yield [("cache", cut, mode)] + [("reuse", cut, mode)] * (last - p) + rest
+                    yield [cache_step(range(cut), mode)] + [reuse_step(range(cut), mode, p)] * (last - p) + rest
     yield from extend(0)
 
 
@@ -91,12 +91,12 @@ def test_search_is_exact(target):
     options = [(1, "blockdance"), (2, "blockdance"), (2, "delta")]
     plan = search(measurement, target, options)
     total = 6 * 2
-    skips = lambda steps: sum(c for kind, c, _ in steps if kind == "reuse")
+    skips = lambda actions: sum(a.skipped for a in actions)
     feasible = [p for p in all_plans(6, options) if total / (total - skips(p)) >= target - 1e-9]
     best = min(predicted_error(measurement, p) for p in feasible)
     assert plan.ideal_speedup >= target - 1e-9
     assert plan.predicted_error == pytest.approx(best, rel=1e-9, abs=1e-12)
-    assert predicted_error(measurement, plan.steps()) == pytest.approx(plan.predicted_error)
+    assert predicted_error(measurement, plan.actions()) == pytest.approx(plan.predicted_error)
 
 
 def test_search_refuses_an_unreachable_target():
@@ -197,9 +197,9 @@ def test_an_all_full_schedule_is_bit_identical():
 def test_heatmap_is_an_image_that_shows_the_measurement_and_the_schedule():
     a, b = synthetic(seed=0), synthetic(seed=1)
     plan = search(a, 1.5, [(1, "blockdance"), (2, "delta")])
-    img = render(a.step_change(), a.cuts, plan.steps(), cell=4)
+    img = render(a.step_change(), a.cuts, plan.actions(), cell=4)
     assert img.shape[0] == 1 and img.shape[2] == 6 * 4 and 0 <= float(img.min()) and float(img.max()) <= 1
-    assert not torch.equal(img, render(b.step_change(), b.cuts, plan.steps(), cell=4))
+    assert not torch.equal(img, render(b.step_change(), b.cuts, plan.actions(), cell=4))
     assert not torch.equal(img, render(a.step_change(), a.cuts, None, cell=4))
 
 
@@ -209,9 +209,9 @@ def test_heatmap_is_readable_at_preview_size_with_axes_legend_and_title():
     a = synthetic(seed=0)
     plan = search(a, 1.5, [(1, "blockdance"), (2, "delta")])
     title = "schedule: 1.50x, 31.2 dB; 4 steps (same cost) 27.9 dB"
-    img = render(a.step_change(), a.cuts, plan.steps(), title=title, num_blocks=2)[0]
+    img = render(a.step_change(), a.cuts, plan.actions(), title=title, num_blocks=2)[0]
     assert img.shape[1] >= 512 and img.shape[0] >= 200
-    plain = render(a.step_change(), a.cuts, plan.steps(), num_blocks=2)[0]
+    plain = render(a.step_change(), a.cuts, plan.actions(), num_blocks=2)[0]
     assert img.shape[0] > plain.shape[0]   # the title takes its own rows
     # every character the renderer is given has a glyph, and text draws ink
     assert all(heatmap.text_mask(c).any() for c in "AZaz09.:()x%-=>/" )

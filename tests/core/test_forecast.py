@@ -162,7 +162,7 @@ def test_with_copies_only_it_is_the_copy_search(target):
     options = [(1, "blockdance"), (2, "blockdance"), (2, "delta")]
     plan, copy = search_with_forecasts(m, target, options, forecast=COPY), search(m, target, options)
     assert plan.predicted_error == pytest.approx(copy.predicted_error, rel=1e-9)
-    assert plan.steps() == copy.steps() and set(plan.forecasts()) <= {"", "copy"}
+    assert plan.actions() == copy.actions() and set(plan.forecasts()) <= {"", "copy"}
 
 
 def test_on_features_linear_in_sigma_the_search_forecasts_and_reads_a_computed_anchor():
@@ -174,7 +174,7 @@ def test_on_features_linear_in_sigma_the_search_forecasts_and_reads_a_computed_a
     plan = search_with_forecasts(m, 2.0, [(3, "blockdance")])
     assert copy.predicted_error > 0.1 and plan.predicted_error < 1e-5
     assert "taylor1" in plan.forecasts()
-    kinds = [k for k, _, _ in plan.steps()]
+    kinds = [a.kind.value for a in plan.actions()]
     for g in plan.groups:
         if g.anchor is not None:
             assert kinds[g.anchor] == "cache" and g.anchor < g.cache_step
