@@ -216,7 +216,11 @@ def test_example_loads_in_the_frontend(server, page, name):
 
 
 def server_inputs(server, node):
-    """A queued node's inputs the server defines (Preview as Text also sends its frontend-only widgets)."""
+    """A queued node's inputs, less the display widgets of nodes whose frontend adds some the server
+    never defines (Preview as Text); other nodes are compared whole (dynamic combos send sub-inputs
+    such as SaveVideo's `format.codec` that object_info nests under the combo)."""
+    if node["class_type"] not in bd_workflows.DISPLAY_WIDGETS:
+        return node["inputs"]
     spec = server.object_info[node["class_type"]]["input"]
     known = {**spec.get("required", {}), **spec.get("optional", {})}
     return {k: v for k, v in node["inputs"].items() if k in known}
