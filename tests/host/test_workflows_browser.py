@@ -401,12 +401,20 @@ def test_a_node_added_from_search_shows_the_whole_headline(server, page):
     bd_browser.load_graph(page, examples.tiny_sd3_graph(bd_server.conditioning_folder("sd3")), "search")
     before = page.evaluate("() => app.graph.nodes.map((n) => n.id)")
     canvas = page.evaluate("() => { const r = app.canvas.canvas.getBoundingClientRect(); return [r.left, r.top, r.width, r.height]; }")
-    page.mouse.dblclick(canvas[0] + canvas[2] * 0.5, canvas[1] + canvas[3] * 0.8)
-    page.wait_for_timeout(800)
-    page.keyboard.type("BlockDance Patch", delay=30)
-    page.wait_for_timeout(1200)
-    page.keyboard.press("Enter")
-    page.wait_for_function(f"() => app.graph.nodes.some((n) => !{before}.includes(n.id) && n.blockdance)", timeout=10000)
+    added = f"() => app.graph.nodes.some((n) => !{before}.includes(n.id) && n.blockdance)"
+    for attempt in range(3):   # the search box answers slower on a busy machine: ask again, waiting longer
+        page.keyboard.press("Escape")
+        page.mouse.dblclick(canvas[0] + canvas[2] * 0.5, canvas[1] + canvas[3] * 0.8)
+        page.wait_for_timeout(800 * (attempt + 1))
+        page.keyboard.type("BlockDance Patch", delay=30)
+        page.wait_for_timeout(1200 * (attempt + 1))
+        page.keyboard.press("Enter")
+        try:
+            page.wait_for_function(added, timeout=10000)
+            break
+        except Exception:
+            if attempt == 2:
+                raise
     new = page.evaluate(f"() => String(app.graph.nodes.find((n) => !{before}.includes(n.id)).id)")
     page.wait_for_timeout(600)
     patch = states(page)[new]
