@@ -15,7 +15,7 @@ from .ada_training import SEED_SPACE, Item, check_rho, choose_action, train
 from .calibration import Sampling
 from .families import detect
 from .timeline import timeline_of
-from .types import Policy, schema
+from .types import Policy, sampling_inputs, schema
 
 
 class LoadedPolicy:
@@ -63,23 +63,12 @@ class BlockDanceAdaTrain(io.ComfyNode):
                 "of the latent batch is one training item (its own seed). Saves into models/blockdance."),
             is_output_node=True,
             inputs=[
-                io.Model.Input("model", tooltip=(
-                    "The diffusion transformer to train a policy for (before BlockDance Patch).")),
-                io.Conditioning.Input("positive", tooltip=(
-                    "The prompt(s) to train on, as for a KSampler.")),
-                io.Conditioning.Input("negative", tooltip=(
-                    "The negative prompt, as for a KSampler.")),
-                io.Latent.Input("latent_image", tooltip="A batch: one training item per row."),
-                io.Int.Input("seed", default=0, min=0, max=0xffffffffffffffff, tooltip=(
-                    "Noise seed of the first row (row i uses seed + i); also seeds the training.")),
-                io.Int.Input("steps", default=20, min=2, max=10000, tooltip=(
-                    "Sampling steps, as the KSampler the policy will be used with.")),
-                io.Float.Input("cfg", default=8.0, min=0.0, max=100.0, step=0.1, round=0.01, tooltip=(
-                    "Classifier-free guidance, as the KSampler the policy will be used with.")),
-                io.Combo.Input("sampler_name", options=comfy.samplers.SAMPLER_NAMES, tooltip=(
-                    "The sampler, as the KSampler the policy will be used with.")),
-                io.Combo.Input("scheduler", options=comfy.samplers.SCHEDULER_NAMES, tooltip=(
-                    "The scheduler, as the KSampler the policy will be used with.")),
+                *sampling_inputs(
+                    "policy", model="The diffusion transformer to train a policy for (before BlockDance Patch).",
+                    positive="The prompt(s) to train on, as for a KSampler.",
+                    latent="A batch: one training item per row.",
+                    seed="Noise seed of the first row (row i uses seed + i); also seeds the training.",
+                    seed_control=False),
                 io.String.Input("budgets", default="1.5, 2.0, 2.5", tooltip="Target speedups the policy serves."),
                 io.Float.Input("rho", default=0.0, min=0.0, max=0.95, step=0.05, tooltip=(
                     "Where on the timeline the policy decides (0 = right after the first step).")),

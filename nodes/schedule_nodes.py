@@ -10,7 +10,7 @@ from comfy_api.latest import io, ui
 from ..blockdance_core.schedule import Schedule
 from . import paths
 from .calibration import MODE_CHOICES, Sampling, calibrate
-from .types import Schedule as ScheduleType, schema
+from .types import Schedule as ScheduleType, sampling_inputs, schema
 
 
 class BlockDanceCalibrate(io.ComfyNode):
@@ -25,22 +25,12 @@ class BlockDanceCalibrate(io.ComfyNode):
                 "The report also says whether simply lowering steps would be closer at the same cost."),
             is_output_node=True,
             inputs=[
-                io.Model.Input("model", tooltip="The diffusion transformer to calibrate (before BlockDance Patch)."),
-                io.Conditioning.Input("positive", tooltip=(
-                    "The prompt(s) to measure, as for the KSampler.")),
-                io.Conditioning.Input("negative", tooltip=(
-                    "The negative prompt, as for the KSampler.")),
-                io.Latent.Input("latent_image", tooltip="A batch measures several seeds at once."),
-                io.Int.Input("seed", default=0, min=0, max=0xffffffffffffffff, control_after_generate=True, tooltip=(
-                    "Noise seed of the measuring run (a batch latent measures seed, seed+1, ...).")),
-                io.Int.Input("steps", default=20, min=2, max=10000, tooltip=(
-                    "Sampling steps: the same as the KSampler the schedule will be used with.")),
-                io.Float.Input("cfg", default=8.0, min=0.0, max=100.0, step=0.1, round=0.01, tooltip=(
-                    "Classifier-free guidance: the same as the KSampler's.")),
-                io.Combo.Input("sampler_name", options=comfy.samplers.SAMPLER_NAMES, tooltip=(
-                    "The sampler: the same as the KSampler's.")),
-                io.Combo.Input("scheduler", options=comfy.samplers.SCHEDULER_NAMES, tooltip=(
-                    "The scheduler: the same as the KSampler's (the schedule is for its timeline).")),
+                *sampling_inputs(
+                    "schedule", model="The diffusion transformer to calibrate (before BlockDance Patch).",
+                    positive="The prompt(s) to measure, as for the KSampler.",
+                    latent="A batch measures several seeds at once.",
+                    seed="Noise seed of the measuring run (a batch latent measures seed, seed+1, ...).",
+                    seed_control=True),
                 io.Combo.Input("mode", options=list(MODE_CHOICES), default="auto", tooltip=(
                     "auto: choose blockdance or delta for each group of steps; or restrict to one.")),
                 io.Float.Input("target_speedup", default=1.5, min=1.0, max=10.0, step=0.05, tooltip=(

@@ -337,16 +337,22 @@ def flux_t2i(schedule=None):
     return g
 
 
+def _sd35(g, rows, prompt: str, prefix: str):
+    """SD3.5 Large from its one checkpoint file, patched, sampled and saved; rows: the y of the latent,
+    the positive and the negative prompt."""
+    ckpt = g.add("CheckpointLoaderSimple", (440, 0), ["sd3.5_large_fp8_scaled.safetensors"])
+    latent = g.add("EmptySD3LatentImage", (440, rows[0]), [1024, 1024, 1])
+    pos = _text(g, (ckpt, 1), (800, rows[1]), prompt, "Positive Prompt")
+    neg = _text(g, (ckpt, 1), (800, rows[2]), "blurry, low quality", "Negative Prompt")
+    return _patch_sample_decode(g, ckpt, pos, neg, latent, [42, "fixed", 28, 4.5, "euler", "sgm_uniform", 1.0], (ckpt, 2),
+                                prefix)
+
+
 def sd35_t2i():
     g = Graph("BlockDance · SD3.5 Large text to image")
     g.note(note_text(g.title, ["sd3.5_large_fp8_scaled.safetensors"],
                      "This checkpoint includes the text encoders (CLIP-L, CLIP-G, T5-XXL fp8) and the VAE."), (0, 0))
-    ckpt = g.add("CheckpointLoaderSimple", (440, 0), ["sd3.5_large_fp8_scaled.safetensors"])
-    latent = g.add("EmptySD3LatentImage", (440, 140), [1024, 1024, 1])
-    pos = _text(g, (ckpt, 1), (800, 380), "a glass bottle holding a tiny galaxy on a wooden kitchen table", "Positive Prompt")
-    neg = _text(g, (ckpt, 1), (800, 570), "blurry, low quality", "Negative Prompt")
-    return _patch_sample_decode(g, ckpt, pos, neg, latent, [42, "fixed", 28, 4.5, "euler", "sgm_uniform", 1.0], (ckpt, 2),
-                                "BlockDance_sd35")
+    return _sd35(g, (140, 380, 570), "a glass bottle holding a tiny galaxy on a wooden kitchen table", "BlockDance_sd35")
 
 
 def start_here():
@@ -366,12 +372,7 @@ def start_here():
         "4. To compare, bypass BlockDance Patch (Ctrl+B) and run again with the same seed.", "",
         "Next: blockdance_calibrate_then_patch measures your own model and picks the steps to reuse."]),
         (0, 0), size=(400, 600))
-    ckpt = g.add("CheckpointLoaderSimple", (440, 0), ["sd3.5_large_fp8_scaled.safetensors"])
-    latent = g.add("EmptySD3LatentImage", (440, 160), [1024, 1024, 1])
-    pos = _text(g, (ckpt, 1), (800, 440), "a watercolor lighthouse on a cliff at sunrise, seagulls", "Positive Prompt")
-    neg = _text(g, (ckpt, 1), (800, 640), "blurry, low quality", "Negative Prompt")
-    return _patch_sample_decode(g, ckpt, pos, neg, latent, [42, "fixed", 28, 4.5, "euler", "sgm_uniform", 1.0], (ckpt, 2),
-                                "BlockDance_start_here")
+    return _sd35(g, (160, 440, 640), "a watercolor lighthouse on a cliff at sunrise, seagulls", "BlockDance_start_here")
 
 
 def _wan_common(g, x_text=800):
