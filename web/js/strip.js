@@ -152,17 +152,19 @@ export function renderReport(el, text) {
   el.textContent = text || "The report shows here after a run.";
 }
 
-/** Let the canvas have wheel and drag that start on the strip, so zooming and panning work over the
- * node as over any other. */
+/** Let the canvas have wheel and drag that start on the strip, so zooming and panning (middle button, or
+ * space + drag) work over the node as over any other. Only in the classic canvas, where the strip sits
+ * in the frontend's DOM-widget layer (`.dom-widget`) above the canvas and would swallow them; in Nodes
+ * 2.0 the strip is inside the node's own element (`.lg-node`), whose handlers already pass them on. */
 export function passEventsToCanvas(el, getCanvas) {
-  const cells = el;
   const forward = (event, make) => {
+    if (!el.closest(".dom-widget") || el.closest(".lg-node")) return;
     const target = getCanvas()?.canvas;
     if (!target) return;
     event.preventDefault();
     event.stopPropagation();
     try { target.dispatchEvent(make(event)); } catch (err) { /* the canvas keeps working without it */ }
   };
-  cells.addEventListener("wheel", (e) => forward(e, (ev) => new WheelEvent(ev.type, ev)), { passive: false });
-  cells.addEventListener("pointerdown", (e) => forward(e, (ev) => new PointerEvent(ev.type, ev)));
+  el.addEventListener("wheel", (e) => forward(e, (ev) => new WheelEvent(ev.type, ev)), { passive: false });
+  el.addEventListener("pointerdown", (e) => forward(e, (ev) => new PointerEvent(ev.type, ev)));
 }
