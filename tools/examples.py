@@ -123,6 +123,25 @@ MODEL_FILES = {   # file -> (models/ folder, download URL)
         f"{HF}/PixArt-alpha/PixArt-Sigma-XL-2-1024-MS/resolve/main/transformer/diffusion_pytorch_model.safetensors"),
     "sdxl_vae.safetensors": ("vae", f"{HF}/stabilityai/sdxl-vae/resolve/main/sdxl_vae.safetensors"),
 }
+# Example -> its file name in example_workflows/, which is its title in the template browser: the
+# frontend (1.35.9 and 1.58.1 alike) titles a custom node's template by its file name and reads no index
+# or title field for them (its getTemplateTitle is `template.title ?? template.name`, and a custom
+# template's title is set to its name). Short enough for one line of a 1.58 card (~220 px).
+TITLES = {
+    "blockdance_start_here": "Start here - SD3.5, 2x faster",
+    "blockdance_flux_t2i": "Flux.1 image with BlockDance",
+    "blockdance_sd35_t2i": "SD3.5 image with BlockDance",
+    "blockdance_wan21_t2v_delta": "Wan 2.1 video, delta mode",
+    "blockdance_wan22_t2v_two_experts": "Wan 2.2 video, two experts",
+    "blockdance_hunyuan_video_t2v": "Hunyuan video with BlockDance",
+    "blockdance_ltxv_t2v": "LTX-Video with BlockDance",
+    "blockdance_qwen_image_t2i": "Qwen-Image with BlockDance",
+    "blockdance_pixart_sigma_t2i": "PixArt-Sigma with BlockDance",
+    "blockdance_calibrate_then_patch": "Calibrate a schedule (Flux)",
+    "blockdance_load_schedule": "Load a saved schedule (Flux)",
+    "blockdance_ada_train_then_patch": "Train an Ada policy (Flux)",
+    "blockdance_ada_policy": "Use an Ada policy (Flux)",
+}
 BD = ["blockdance", 0.75, 2, 0.4, 0.95, 2.0]   # BlockDance Patch defaults: mode, depth, N, start, end, target_speedup
 NEG_VIDEO = "blurry, low quality, static, still frame, watermark, subtitles, deformed"
 
@@ -276,8 +295,8 @@ def flux_t2i(schedule=None):
                             "at the same cost; the heat map (Preview Image) shows where features are stable. "
                             "Calibrate once, then mute it and load the schedule."),
               "load": ("BlockDance Load Schedule reads a schedule saved by BlockDance Calibrate from models/blockdance/ "
-                       "(blockdance_calibrate_then_patch.json makes flux1-dev_00001.json). A connected schedule "
-                       "decides the steps, depths and modes; the patch's own settings are ignored."),
+                       f"(the template '{TITLES['blockdance_calibrate_then_patch']}' makes flux1-dev_00001.json). "
+                       "A connected schedule decides the steps, depths and modes; the patch's own settings are ignored."),
               "ada_train": ("BlockDance Ada Train learns a policy that, right after the first step, reads the latent "
                             "and the prompt and picks which of the remaining steps reuse, for each target speedup in "
                             "budgets. Every row of its latent batch is one training item (seed, seed+1, ...); each "
@@ -285,8 +304,9 @@ def flux_t2i(schedule=None):
                             "rollouts x items sampling runs. It saves models/blockdance/flux1-dev_ada_00001.safetensors "
                             "for BlockDance Ada Loader. BlockDance Patch runs the policy at its target_speedup. Train "
                             "once, then mute the trainer and load the policy."),
-              "ada_load": ("BlockDance Ada Loader reads a policy from models/blockdance/ (blockdance_ada_train_then_patch"
-                           ".json makes flux1-dev_ada_00001.safetensors; python -m benchmarks.train_ada trains one "
+              "ada_load": ("BlockDance Ada Loader reads a policy from models/blockdance/ (the template "
+                           f"'{TITLES['blockdance_ada_train_then_patch']}' makes flux1-dev_ada_00001.safetensors; "
+                           "python -m benchmarks.train_ada trains one "
                            "from the command line). BlockDance Patch asks it for this latent's mask at "
                            "target_speedup; the log line shows policy=<name> and the mask.")}
     g.note(note_text(g.title, files, extras[schedule]), (0, 0), size=(400, 480 if schedule == "ada_train" else 420))
@@ -370,7 +390,8 @@ def start_here():
         "3. Press Run. The strip then shows what each step did, and the headline how much was reused and "
         "the ideal speedup. Hover a cell for details.", "",
         "4. To compare, bypass BlockDance Patch (Ctrl+B) and run again with the same seed.", "",
-        "Next: blockdance_calibrate_then_patch measures your own model and picks the steps to reuse."]),
+        f"Next: the template '{TITLES['blockdance_calibrate_then_patch']}' measures your own model and picks "
+        "the steps to reuse."]),
         (0, 0), size=(400, 600))
     return _sd35(g, (160, 440, 640), "a watercolor lighthouse on a cliff at sunrise, seagulls", "BlockDance_start_here")
 
@@ -533,7 +554,7 @@ def pixart_sigma_t2i():
                                 "BlockDance_pixart")
 
 
-# file name -> (builder, family as the `BlockDance:` log line names it)
+# example -> (builder, family as the `BlockDance:` log line names it); its file is path(example)
 EXAMPLES = {
     "blockdance_start_here": (start_here, "sd3"),
     "blockdance_flux_t2i": (flux_t2i, "flux"),
@@ -553,6 +574,11 @@ EXAMPLES = {
 
 def build(name: str) -> dict:
     return EXAMPLES[name][0]().to_json()
+
+
+def path(name: str, ext: str = ".json") -> str:
+    """An example's file (`.json`, or its thumbnail `.jpg`) in example_workflows/."""
+    return os.path.join(EXAMPLES_DIR, TITLES[name] + ext)
 
 
 def tiny_sd3_graph(cond_folder: str, seed: int = 7) -> dict:
@@ -598,10 +624,10 @@ def tiny_sd3_calibrate_graph(cond_folder: str, seed: int = 11) -> dict:
 def main(argv=None) -> None:
     os.makedirs(EXAMPLES_DIR, exist_ok=True)
     for name in EXAMPLES:
-        with open(os.path.join(EXAMPLES_DIR, name + ".json"), "w") as f:
+        with open(path(name), "w") as f:
             json.dump(build(name), f, indent=2, ensure_ascii=False)
             f.write("\n")
-        print(f"wrote example_workflows/{name}.json")
+        print(f"wrote {os.path.relpath(path(name), ROOT)}")
 
 
 if __name__ == "__main__":

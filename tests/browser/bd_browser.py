@@ -12,6 +12,7 @@ import importlib.metadata
 import os
 import shutil
 import tempfile
+from urllib.parse import quote
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -84,8 +85,9 @@ LOAD = """async ([url, name]) => {
 
 def load_template(page, module: str, name: str):
     """Load an example the way the template browser does (its JSON from the server, then the app's
-    loadGraphData); returns the node types the frontend reported missing."""
-    return page.evaluate(LOAD, [f"/api/workflow_templates/{module}/{name}.json", name])
+    loadGraphData); `name` is its file name without .json. Returns the node types the frontend reported
+    missing."""
+    return page.evaluate(LOAD, [f"/api/workflow_templates/{quote(module)}/{quote(name)}.json", name])
 
 
 def load_graph(page, workflow: dict, name: str):

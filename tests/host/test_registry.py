@@ -22,7 +22,7 @@ DEFAULT_CLI = os.path.join(os.environ.get("BLOCKDANCE_CACHE", os.path.expanduser
                            "comfy-cli", "bin", "comfy")
 SHIPPED = ["__init__.py", "pyproject.toml", "README.md", "LICENSE", "icon.png", "nodes/patch_node.py",
            "nodes/routes.py", "blockdance_core/engine.py", "web/blockdance.js", "web/js/strip.js", "web/js/graph.js",
-           "example_workflows/blockdance_flux_t2i.json", "example_workflows/blockdance_flux_t2i.jpg",
+           "example_workflows/Flux.1 image with BlockDance.json", "example_workflows/Flux.1 image with BlockDance.jpg",
            "assets/screenshot_node.png"]
 NOT_SHIPPED = ("benchmarks/", "tests/", "docs/", "out/", "scripts/", ".ci/", "CONTRIBUTING.md")
 # A markdown link or image: [text](target) / ![alt](target); the README links to what does not ship

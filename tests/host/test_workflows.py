@@ -4,6 +4,7 @@ random-weight models of its family (tests/browser/bd_workflows.py says exactly w
 in a real ComfyUI server with BlockDance reporting every patched sampler run."""
 import json
 import os
+import re
 import sys
 
 import pytest
@@ -40,22 +41,25 @@ MAKES = {"blockdance_load_schedule": (SAVED_SCHEDULE, "blockdance_calibrate_then
 
 
 def load(name):
-    with open(os.path.join(bd_server.EXAMPLES, name + ".json")) as f:
+    with open(examples.path(name)) as f:
         return json.load(f)
 
 
 def test_every_example_is_covered_and_is_what_the_builder_writes():
     files = sorted(f[:-5] for f in os.listdir(bd_server.EXAMPLES) if f.endswith(".json"))
-    assert files == sorted(examples.EXAMPLES) == sorted(TINY_FOR)
-    for name in files:
+    assert sorted(examples.EXAMPLES) == sorted(TINY_FOR) == sorted(examples.TITLES)
+    assert files == sorted(examples.TITLES.values())   # each file named by its title (the template browser shows it)
+    for name in examples.EXAMPLES:
         assert load(name) == json.loads(json.dumps(examples.build(name))), \
-            f"{name}.json differs from tools/examples.py; run python -m tools.examples"
+            f"{examples.path(name)} differs from tools/examples.py; run python -m tools.examples"
 
 
 @pytest.mark.parametrize("name", sorted(examples.EXAMPLES))
 def test_example_explains_itself(name):
     """A titled group, a Note naming every model file with its models/ folder (and the same on the
     loader for the frontend's download dialog), a thumbnail, and an opening view below the top bar."""
+    # Its file name is its title in the template browser: plain ASCII any OS can hold and a URL can carry.
+    assert re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9 .,()-]*[A-Za-z0-9)]", examples.TITLES[name]), examples.TITLES[name]
     wf = load(name)
     (group,) = wf["groups"]
     assert group["title"].startswith("BlockDance · ")
@@ -70,8 +74,8 @@ def test_example_explains_itself(name):
         for model in node["properties"].get("models", []):
             assert model["name"] in node["widgets_values"] and model["url"].startswith("https://huggingface.co/")
             assert model["name"].endswith((".safetensors", ".sft"))   # the only files the frontend downloads
-    with open(os.path.join(bd_server.EXAMPLES, name + ".jpg"), "rb") as f:
-        assert f.read(3) == b"\xff\xd8\xff", f"{name}.jpg is not a JPEG"
+    with open(examples.path(name, ".jpg"), "rb") as f:
+        assert f.read(3) == b"\xff\xd8\xff", f"{examples.path(name, '.jpg')} is not a JPEG"
     scale, (ox, oy) = wf["extra"]["ds"]["scale"], wf["extra"]["ds"]["offset"]
     left, top = group["bounding"][:2]
     assert (top + oy) * scale >= 100 and (left + ox) * scale >= 0   # the browser test checks it on screen

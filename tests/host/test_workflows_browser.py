@@ -172,7 +172,7 @@ def wait_states(page, predicate, timeout=20000):
 
 @pytest.mark.parametrize("name", list(examples.EXAMPLES))
 def test_example_loads_in_the_frontend(server, page, name):
-    missing = bd_browser.load_template(page, bd_server.PACK_DIR_NAME, name)
+    missing = bd_browser.load_template(page, bd_server.PACK_DIR_NAME, examples.TITLES[name])
     assert missing == [] and bd_browser.open_dialogs(page) == []
     wf = examples.build(name)
     queued = page.evaluate("async () => (await app.graphToPrompt()).output")
@@ -194,7 +194,7 @@ def test_example_loads_in_the_frontend(server, page, name):
     shot = os.path.join(page.artifacts, f"template_{name}.png")
     page.screenshot(path=shot, clip=graph_clip(page))
     if UPDATE_DOCS and page.pinned:
-        write_thumbnail(shot, os.path.join(bd_server.EXAMPLES, name + ".jpg"))
+        write_thumbnail(shot, examples.path(name, ".jpg"))
     with nodes_2(page, len(wf["nodes"])):
         vue = page.evaluate(OVERLAPS, True)
         assert vue["count"] == len(wf["nodes"]) and vue["overlaps"] == [], vue
@@ -213,6 +213,39 @@ def test_example_loads_in_the_frontend(server, page, name):
         assert "evenly spaced" in patch["text"] and state["headline"].startswith("plan: reuse ")
         if name == "blockdance_load_schedule":   # the saved schedule's own depths, at its own block count
             assert state["numBlocks"] == 5 and state["depths"] == [0.4, 0.6], state
+
+
+# The template browser's cards for this pack, as the frontend draws them: title (and whether one line
+# holds it), the thumbnail's natural size once loaded.
+CARDS = """(names) => names.map((name) => {
+  const card = document.querySelector(`[data-testid="template-workflow-${CSS.escape(name)}"]`);
+  const h = card?.querySelector('h3'), img = card?.querySelector('img');
+  return { name, title: h?.innerText ?? null, fits: h ? h.scrollWidth <= h.clientWidth + 1 : null,
+           image: img?.complete && img.naturalWidth ? [img.naturalWidth, img.naturalHeight] : null }; })"""
+
+
+def test_template_browser_shows_titles_and_thumbnails(server, page):
+    """Issue 20 item 3: the frontend's template browser (Comfy.BrowseTemplates) lists every example under
+    this pack with its title on one line and its thumbnail. The frontend titles a custom node's template
+    by its file name (tools/examples.py TITLES says where in its code), so the files carry the titles."""
+    names = [examples.TITLES[name] for name in examples.EXAMPLES]
+    page.evaluate("() => app.extensionManager.command.execute('Comfy.BrowseTemplates')")
+    try:
+        page.get_by_text(bd_server.PACK_DIR_NAME, exact=True).first.click(timeout=20000)
+        cards = []
+        for name in names:   # a thumbnail loads while its card is in view
+            page.locator(f'[data-testid="template-workflow-{name}"]').scroll_into_view_if_needed(timeout=20000)
+            page.wait_for_function(f"() => ({CARDS})([{name!r}])[0].image", timeout=20000)
+            cards += page.evaluate(CARDS, [name])
+        assert [c["title"] for c in cards] == names and all(c["fits"] for c in cards), cards
+        assert all(c["image"][0] == THUMB_WIDTH for c in cards), cards
+        page.locator(f'[data-testid="template-workflow-{names[0]}"]').scroll_into_view_if_needed()
+        page.screenshot(path=os.path.join(page.artifacts, "template_browser.png"))
+    finally:
+        close = page.locator(".p-dialog button:has(.pi-times)")
+        close.first.click() if close.count() else page.keyboard.press("Escape")
+        page.wait_for_timeout(500)
+    assert bd_browser.open_dialogs(page) == []
 
 
 def server_inputs(server, node):
