@@ -18,8 +18,10 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 VIEWPORT = {"width": 1400, "height": 900}
 # What the frontend needs to open straight onto the canvas: no first-run template browser, and no
-# missing-models dialog (the examples name real model files this test server does not have).
-SETTINGS = {"Comfy.TutorialCompleted": True, "Comfy.Workflow.ShowMissingModelsWarning": False}
+# missing-models dialog (the examples name real model files this test server does not have); and no
+# overlays drawn over the graph in screenshots (the info corner, the minimap, the zoom menu).
+SETTINGS = {"Comfy.TutorialCompleted": True, "Comfy.Workflow.ShowMissingModelsWarning": False,
+            "Comfy.Graph.CanvasInfo": False, "Comfy.Minimap.Visible": False, "Comfy.Graph.CanvasMenu": False}
 
 
 def frontend_version(root="pinned"):

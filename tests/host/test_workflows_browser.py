@@ -31,13 +31,14 @@ import pytest
 sys.path.append(os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "browser"))
 import bd_browser  # noqa: E402
 import bd_server  # noqa: E402
+import bd_shots  # noqa: E402
 import bd_workflows  # noqa: E402
 from tools import examples  # noqa: E402
 
 ROOT = bd_server.PACK_ROOT
 ARTIFACTS = os.path.join(ROOT, "out", "browser")
 UPDATE_DOCS = os.environ.get("BLOCKDANCE_UPDATE_DOCS") == "1"
-THUMB_WIDTH = 640
+THUMB_WIDTH = bd_shots.THUMB_WIDTH
 RUN_KINDS = ["full"] * 4 + ["cache", "reuse"] * 3   # 10 simple steps, window 0.40-0.95, N=2
 
 STATES = """() => app.graph.nodes.filter((n) => n.blockdance).map((n) => ({
@@ -84,6 +85,12 @@ OVERLAPS = """(vue) => {
 ON_SCREEN_FONT = """(id) => { const n = app.graph.getNodeById(Number(id));
   const h = n.blockdance.element.querySelector('.bd-headline');
   return parseFloat(getComputedStyle(h).fontSize) * h.getBoundingClientRect().height / h.offsetHeight; }"""
+
+# Overlays the canvas would draw over a screenshot of the graph, where shown: the info corner (drawn into
+# the canvas), the minimap, the zoom menu.
+OVERLAYS_SHOWN = """() => [app.canvas.show_info && 'canvas info',
+  ...[...document.querySelectorAll('.minimap-canvas, [data-testid="minimap-canvas"], [data-testid="zoom-controls-button"]')]
+    .filter((e) => e.offsetParent !== null).map((e) => e.dataset.testid || e.className.split(' ')[0])].filter(Boolean)"""
 
 TITLES_BELOW_TOP_BAR = """() => {
   const bars = ['.workflow-tabs-container', '.actionbar-container', '.subgraph-breadcrumb']
@@ -191,10 +198,13 @@ def test_example_loads_in_the_frontend(server, page, name):
     for patch in patches.values():
         assert patch["width"] >= 320 and patch["headlineFits"], patch
         assert page.evaluate(ON_SCREEN_FONT, patch["id"]) >= 9.0
-    shot = os.path.join(page.artifacts, f"template_{name}.png")
-    page.screenshot(path=shot, clip=graph_clip(page))
+    page.screenshot(path=os.path.join(page.artifacts, f"template_{name}.png"), clip=graph_clip(page))
+    # Issue 20 item 3: the thumbnail is the whole graph, fitted and clean (no canvas overlays in it).
+    thumb = os.path.join(page.artifacts, f"thumbnail_{name}.png")
+    fitted = bd_shots.fitted_graph_shot(page, wf, thumb)
+    assert fitted["scale"] >= 0.75 and page.evaluate(OVERLAYS_SHOWN) == [], fitted
     if UPDATE_DOCS and page.pinned:
-        write_thumbnail(shot, examples.path(name, ".jpg"))
+        bd_shots.write_thumbnail(thumb, examples.path(name, ".jpg"))
     with nodes_2(page, len(wf["nodes"])):
         vue = page.evaluate(OVERLAPS, True)
         assert vue["count"] == len(wf["nodes"]) and vue["overlaps"] == [], vue
@@ -259,15 +269,6 @@ def server_inputs(server, node):
     return {k: v for k, v in node["inputs"].items() if k in known}
 
 
-def write_thumbnail(png, jpg):
-    """The template browser's thumbnail: a crop of the graph as drawn, 640 px wide."""
-    from PIL import Image
-    with Image.open(png) as shot:
-        shot = shot.convert("RGB")
-        shot.resize((THUMB_WIDTH, round(shot.height * THUMB_WIDTH / shot.width)), Image.LANCZOS).save(
-            jpg, "JPEG", quality=82, optimize=True)
-
-
 @contextlib.contextmanager
 def nodes_2(page, count):
     """The Nodes 2.0 (Vue) renderer while inside: every node drawn as DOM."""
@@ -306,7 +307,8 @@ def run_from_button(page, patch_id, runs_before):
 
 
 def test_run_button_puts_the_run_record_on_the_node(server, page):
-    bd_browser.load_graph(page, examples.tiny_sd3_graph(bd_server.conditioning_folder("sd3")), "tiny sd3")
+    graph = examples.tiny_sd3_graph(bd_server.conditioning_folder("sd3"))
+    bd_browser.load_graph(page, graph, "tiny sd3")
     (patch_id,) = wait_states(page, "s.settled")
     preview = states(page)[patch_id]
     assert [c["kind"] for c in preview["state"]["cells"]] == RUN_KINDS   # the core's plan, before any run
@@ -333,7 +335,8 @@ def test_run_button_puts_the_run_record_on_the_node(server, page):
     assert all("blocks 0-2 skipped" in t for t, k in zip(states(page)[patch_id]["titles"], RUN_KINDS) if k == "reuse")
     assert bd_browser.open_dialogs(page) == []
     shot = os.path.join(page.artifacts, "screenshot_node.png")
-    page.screenshot(path=shot, clip=graph_clip(page))
+    fitted = bd_shots.fitted_graph_shot(page, graph, shot)   # the README's screenshot: whole graph, 100%, clean
+    assert fitted["scale"] == 1 and page.evaluate(OVERLAYS_SHOWN) == [], fitted
     if UPDATE_DOCS and page.pinned:
         shutil.copy(shot, os.path.join(ROOT, "assets", "screenshot_node.png"))
 
