@@ -180,11 +180,8 @@ class Forward:
         forecast at this step's sigma from that entry and the anchors before it (forecast.py)."""
         if self.action.forecast == COPY:
             return [e.features for e in self.entries]
-        forecast, timeline = self.action.forecast, self.run.timeline
-        if forecast.over == "step":
-            coordinate, domain = list(range(timeline.num_steps)), (0.0, float(timeline.num_steps))
-        else:
-            coordinate, domain = timeline.sigmas, (timeline.sigmas[-1], timeline.sigmas[0])
+        forecast = self.action.forecast
+        coordinate, domain = forecast.coordinates(self.run.timeline.sigmas)
         out = []
         for anchors in self.anchors:
             w = weights([coordinate[a.step] for a in anchors], coordinate[self.step], forecast, domain)

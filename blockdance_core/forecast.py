@@ -24,6 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, List, Optional, Sequence, Tuple
 
+import re
+
 import numpy as np
 
 from .tree import tree_map
@@ -31,6 +33,7 @@ from .tree import tree_map
 METHODS = ("copy", "taylor", "chebyshev")
 COORDINATES = ("sigma", "step")
 MAX_ORDER = 4
+_LABEL = re.compile(r"(taylor|chebyshev)(\d+)(?:-w(\d+))?(-step)?(?:-r([0-9.]+(?:e[-+]?\d+)?))?")
 RIDGE = 1e-3   # ridge penalty on the Chebyshev coefficients (Spectrum's own is 0.1 over 50 steps)
 
 
@@ -60,20 +63,38 @@ class Forecast:
 
     @property
     def label(self) -> str:
+        """Its name, which `parse` reads back: method and order, then any window, coordinate and ridge
+        that differ from the defaults (e.g. "taylor1", "chebyshev4-w30-step-r0.1")."""
         if self.method == "copy":
             return "copy"
         extra = (f"-w{self.window}" if self.window else "") + ("-step" if self.over == "step" else "")
+        if self.method == "chebyshev" and self.ridge != RIDGE:
+            extra += f"-r{self.ridge:g}"
         return f"{self.method}{self.order}{extra}"
 
     @classmethod
     def parse(cls, label: str) -> "Forecast":
-        """The forecast a label names ("copy", "taylor1", "chebyshev2", ...), as `label` writes it."""
-        for method in METHODS[1:]:
-            if isinstance(label, str) and label.startswith(method) and label[len(method):].isdigit():
-                return cls(method, int(label[len(method):]))
+        """The forecast a label names, as `label` writes it."""
         if label == "copy":
             return COPY
-        raise ValueError(f"forecast {label!r}; allowed: {', '.join(LABELS)}")
+        match = _LABEL.fullmatch(label) if isinstance(label, str) else None
+        try:
+            if match is None:
+                raise ValueError
+            method, order, window, step, ridge = match.groups()
+            return cls(method, int(order), int(window or 0), "step" if step else "sigma",
+                       float(ridge) if ridge else RIDGE)
+        except ValueError:
+            raise ValueError(f"forecast {label!r}; allowed: {', '.join(LABELS)} (optionally -w<anchors>, "
+                             "-step, -r<ridge>)") from None
+
+    def coordinates(self, sigmas: Sequence[float]) -> Tuple[List[float], Tuple[float, float]]:
+        """Each step's coordinate along which this forecast extrapolates, and the run's whole range of
+        it (what a Chebyshev fit maps onto [-1, 1]), from the run's sigmas (one more than its steps)."""
+        steps = len(sigmas) - 1
+        if self.over == "step":
+            return [float(k) for k in range(steps)], (0.0, float(steps))
+        return [float(s) for s in sigmas[:steps]], (float(sigmas[-1]), float(sigmas[0]))
 
 
 COPY = Forecast()

@@ -10,6 +10,7 @@ from typing import Any, List, Optional, Set
 
 from .actions import StepAction, StepKind
 from .budget import ideal_speedup
+from .forecast import COPY, Forecast
 
 
 @dataclass
@@ -42,7 +43,8 @@ class StepRecord:
     def action(self) -> StepAction:
         """What the step was planned to do, as the engine's own type (its cache step is not kept)."""
         blocks = range(*self.blocks) if self.blocks else range(0)
-        return StepAction(StepKind(self.planned or "full"), blocks, self.mode or "blockdance")
+        forecast = Forecast.parse(self.forecast) if self.forecast else COPY
+        return StepAction(StepKind(self.planned or "full"), blocks, self.mode or "blockdance", forecast=forecast)
 
     @property
     def depth(self) -> float:

@@ -98,7 +98,8 @@ def test_a_spectrum_style_fit_over_step_indices_reads_every_anchor_it_keeps():
     for k in (6, 8):
         truth = feature(k / 10.0, 2)
         assert float((outputs[k] - truth).norm() / truth.norm()) < 1e-4, k
-    assert record.steps[6].forecast == forecast.label == "chebyshev2-w5-step"
+    assert record.steps[6].forecast == forecast.label == "chebyshev2-w5-step-r1e-06"
+    assert Forecast.parse(forecast.label) == forecast
 
 
 def test_a_copy_of_the_same_plan_misses_the_moving_feature():
