@@ -58,5 +58,5 @@ def taylorseer_forecast(pack):
 def patch_peer(pack, model, computes: List[bool], forecast):
     """`model` with the last block's output forecast on the steps `computes` leaves out."""
     policy = pack.blockdance_core.MaskPolicy(tuple(not c for c in computes), depth=1.0, mode="blockdance",
-                                            forecast=forecast)
+                                            forecast=forecast, by_step=True)
     return pack.nodes.patcher.apply_blockdance(model, policy, "blockdance")

@@ -68,22 +68,9 @@ def build_configs(pack, model, steps: int, quick: bool, sampler: str, model_name
             for n in ns:
                 params = {"N": n, "depth": depth, "start_percent": 0.4, "end_percent": 0.95}
                 configs.append(Config(mode, params, steps, patch(pack, model, mode, depth, n, 0.4, 0.95)))
-    for target in ((2.0,) if quick else protocol.SCHEDULE_TARGETS):
-        path = schedule_path(model_name, sampler, target)
-        if not os.path.isfile(path):
-            raise SystemExit(f"{path} is missing: make the shipped schedules with "
-                             f"python -m benchmarks.calibrate_reference --model {model_name}")
-        schedule = pack.blockdance_core.schedule.Schedule.load(path)
-        patched = node(pack, "BlockDancePatch").execute(model, "blockdance", 0.75, 2, 0.4, 0.95, schedule=schedule)
-        configs.append(Config("calibrated", {"target_speedup": target}, steps, patched.result[0]))
-    for target in ((3.0,) if quick else protocol.FORECAST_TARGETS):
-        path = schedule_path(model_name, sampler, target, "taylor1")
-        if not os.path.isfile(path):
-            raise SystemExit(f"{path} is missing: make the forecasting schedules with "
-                             f"python -m benchmarks.calibrate_reference --model {model_name} --forecast taylor1")
-        schedule = pack.blockdance_core.schedule.Schedule.load(path)
-        patched = node(pack, "BlockDancePatch").execute(model, "blockdance", 0.75, 2, 0.4, 0.95, schedule=schedule)
-        configs.append(Config("calibrated_forecast", {"target_speedup": target}, steps, patched.result[0]))
+    configs += schedule_configs(pack, model, model_name, sampler, steps, (2.0,) if quick else protocol.SCHEDULE_TARGETS)
+    configs += schedule_configs(pack, model, model_name, sampler, steps,
+                                (3.0,) if quick else protocol.FORECAST_TARGETS, "taylor1")
     for alpha in ((0.75,) if quick else peers.SPECTRUM_ALPHAS):
         configs.append(Config("spectrum", {"alpha": alpha}, steps, peers.patch_peer(
             pack, model, peers.spectrum_computes(steps, alpha), peers.spectrum_forecast(pack, steps))))
@@ -95,6 +82,24 @@ def build_configs(pack, model, steps: int, quick: bool, sampler: str, model_name
         for th in thresholds:
             params = {"reuse_threshold": th, "start_percent": 0.15, "end_percent": 0.95}
             configs.append(Config(method, params, steps, cls.execute(model, th, 0.15, 0.95, False).result[0]))
+    return configs
+
+
+def schedule_configs(pack, model, model_name: str, sampler: str, steps: int, targets, forecast: str = "copy"):
+    """The shipped schedules for these targets (benchmarks/calibrate_reference.py), each through
+    BlockDance Patch's schedule input: rows `calibrated`, or `calibrated_forecast` for the schedules
+    whose search could forecast."""
+    configs = []
+    for target in targets:
+        path = schedule_path(model_name, sampler, target, forecast)
+        if not os.path.isfile(path):
+            flag = "" if forecast == "copy" else f" --forecast {forecast}"
+            raise SystemExit(f"{path} is missing: make the shipped schedules with "
+                             f"python -m benchmarks.calibrate_reference --model {model_name}{flag}")
+        schedule = pack.blockdance_core.schedule.Schedule.load(path)
+        patched = node(pack, "BlockDancePatch").execute(model, "blockdance", 0.75, 2, 0.4, 0.95, schedule=schedule)
+        method = "calibrated" if forecast == "copy" else "calibrated_forecast"
+        configs.append(Config(method, {"target_speedup": target}, steps, patched.result[0]))
     return configs
 
 
@@ -213,6 +218,7 @@ def main(argv=None) -> int:
                         help="random-weight models at each family's real depth: speed and patch overhead only")
     parser.add_argument("--device", default="cpu", help="speed-only: cpu or cuda")
     parser.add_argument("--full-size", action="store_true", help="speed-only: full-width Flux.1 (needs a GPU)")
+    parser.add_argument("--families", nargs="*", default=None, help="speed-only: only these families")
     args = parser.parse_args(argv)
     default_json = "speed.json" if args.speed_only else f"results_{args.model}.json"
     args.json = args.json or os.path.join("out", "benchmark", default_json)

@@ -158,11 +158,13 @@ class GroupPolicy(StepPolicy):
 
 @dataclass(frozen=True)
 class MaskPolicy(StepPolicy):
-    """An explicit per-step reuse mask made for len(reuse) evenly spaced steps, read on the timeline."""
+    """An explicit per-step reuse mask made for len(reuse) evenly spaced steps, read on the timeline
+    (by_step: read by step index instead, for masks that count steps as fixed-schedule methods do)."""
     reuse: tuple
     depth: float = BlockDanceConfig.depth
     mode: str = BlockDanceConfig.mode
     forecast: Forecast = COPY
+    by_step: bool = False
     name = "mask"
 
     def __post_init__(self):
@@ -177,8 +179,9 @@ class MaskPolicy(StepPolicy):
         return ((range(skipped_blocks(self.depth, num_blocks)), self.mode),)
 
     def start(self, timeline: Timeline, num_blocks: int) -> PolicyRun:
-        return PlannedRun(plan_from_reuse(resample(self.reuse, timeline), self.blocks(num_blocks), self.mode,
-                                          self.forecast))
+        n, steps = len(self.reuse), timeline.num_steps
+        reuse = [self.reuse[k * n // steps] for k in range(steps)] if self.by_step else resample(self.reuse, timeline)
+        return PlannedRun(plan_from_reuse(reuse, self.blocks(num_blocks), self.mode, self.forecast))
 
     def describe(self, num_blocks: int) -> dict:
         return {"depth": f"{self.depth:.2f}", "mask": "".join("R" if r else "-" for r in self.reuse),

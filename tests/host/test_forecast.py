@@ -101,3 +101,19 @@ def test_chained_samplers_and_two_experts_never_share_anchors(pack, tiny):
         alone = _advanced(forecast_patch(pack, second.patcher, "taylor2", start_percent=0.0), second, 16, 8, 16,
                           mid, noise=False)
         assert torch.equal(chained, alone)
+
+
+def test_the_forecasting_peers_skip_every_block_on_the_steps_they_leave_out(pack, tiny):
+    """benchmarks/peers.py: Spectrum and TaylorSeer run on the engine, forecasting the last block's
+    output (all blocks skipped) on exactly the steps their schedules leave out."""
+    from benchmarks import peers
+    wan = tiny.build("wan21", seed=0)
+    steps = 16
+    for computes, forecast in ((peers.spectrum_computes(steps, 0.75), peers.spectrum_forecast(pack, steps)),
+                               (peers.taylorseer_computes(steps, 3), peers.taylorseer_forecast(pack))):
+        out, record = sample_recorded(pack, peers.patch_peer(pack, wan.patcher, computes, forecast), wan, steps=steps)
+        assert_finite(out)
+        skipped = {k for k, c in enumerate(computes) if not c}
+        assert record.steps_reused == skipped
+        assert all(record.steps[k].blocks_skipped == wan.num_blocks * record.steps[k].calls for k in skipped)
+        assert record.steps_forecast == {k for k in skipped if sum(computes[:k]) > 1}
