@@ -81,7 +81,8 @@ class Calibration:
                    "on this model and sampler, prefer that over this schedule")
         return "\n".join([
             f"BlockDance schedule {s.name!r}: target {s.target_speedup:.2f}x, ideal {s.predicted_speedup:.2f}x "
-            f"({len(s.reuse_steps)}/{steps} steps reuse), modes {'/'.join(s.modes) or 'none'}",
+            f"({len(s.reuse_steps)}/{steps} steps reuse), modes {'/'.join(s.modes) or 'none'}"
+            + (f", forecasts {'/'.join(s.forecasts)} on {sum(1 for x in s.steps if x.forecast)} of them" if s.forecasts else ""),
             s.describe(),
             f"check on the calibration batch (latent PSNR against the uncached run): schedule "
             f"{_db(self.scheduled_psnr)}; {self.fewer_steps} steps instead of {steps} ({steps / self.fewer_steps:.2f}x) "
