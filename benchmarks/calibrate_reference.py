@@ -23,8 +23,9 @@ from .tiny_models import load_via_unet_loader
 SCHEDULE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference", "schedules")
 
 
-def schedule_path(model_name: str, sampler: str, target: float) -> str:
-    return os.path.join(SCHEDULE_DIR, f"{model_name}_{sampler}_{target:g}x.json")
+def schedule_path(model_name: str, sampler: str, target: float, forecast: str = "copy") -> str:
+    suffix = "" if forecast == "copy" else f"_{forecast}"
+    return os.path.join(SCHEDULE_DIR, f"{model_name}_{sampler}_{target:g}x{suffix}.json")
 
 
 def calibration_inputs(ref_model, contexts):
@@ -38,9 +39,14 @@ def main(argv=None) -> int:
     from .reference import models
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=models.DEFAULT, choices=sorted(models.MODELS))
-    parser.add_argument("--targets", type=float, nargs="*", default=list(protocol.SCHEDULE_TARGETS))
+    parser.add_argument("--targets", type=float, nargs="*", default=None,
+                        help="default: the shipped targets (with --forecast: protocol.FORECAST_TARGETS)")
+    parser.add_argument("--forecast", default="copy", choices=("copy", "taylor1"),
+                        help="Calibrate's forecast input: taylor1 lets the search forecast too (files end _taylor1)")
     parser.add_argument("--samplers", nargs="*", default=list(protocol.SAMPLERS))
     args = parser.parse_args(argv)
+    if args.targets is None:
+        args.targets = list(protocol.SCHEDULE_TARGETS if args.forecast == "copy" else protocol.FORECAST_TARGETS)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     pack = load_pack()
     ref_model = models.get(args.model)
@@ -61,9 +67,9 @@ def main(argv=None) -> int:
             schedule, _, report = calibrate.execute(
                 model, positive, negative, latent, seed=protocol.CALIBRATION_SEED, steps=protocol.STEPS,
                 cfg=protocol.CFG, sampler_name=sampler, scheduler=protocol.SCHEDULER, mode="auto",
-                target_speedup=target).result
+                target_speedup=target, forecast=args.forecast).result
             seconds = time.perf_counter() - started
-            path = schedule_path(args.model, sampler, target)
+            path = schedule_path(args.model, sampler, target, args.forecast)
             dataclasses.replace(schedule, name=os.path.splitext(os.path.basename(path))[0]).save(path)
             print(f"\n[{sampler} {target:g}x] {seconds:.1f} s = {seconds / uncached:.2f} uncached runs; wrote {path}")
             print(report)

@@ -46,9 +46,10 @@ def node(pack, node_id: str):
     return {cls.GET_SCHEMA().node_id: cls for cls in pack.NODES}[node_id]
 
 
-def patch(pack, model, mode="blockdance", depth=0.75, N=2, start_percent=0.4, end_percent=0.95):
+def patch(pack, model, mode="blockdance", depth=0.75, N=2, start_percent=0.4, end_percent=0.95, forecast="copy"):
     """`model` through the pack's BlockDance Patch node."""
-    return node(pack, "BlockDancePatch").execute(model, mode, depth, N, start_percent, end_percent).result[0]
+    return node(pack, "BlockDancePatch").execute(model, mode, depth, N, start_percent, end_percent,
+                                                 forecast=forecast).result[0]
 
 
 def description_of(model):

@@ -19,10 +19,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 SPEED_START, SPEED_END = "<!-- speed:start -->", "<!-- speed:end -->"
 SETTINGS_START, SETTINGS_END = "<!-- settings:start -->", "<!-- settings:end -->"
-USER_SPEEDS = (1.2, 1.5, 2.0, 2.5)
+USER_SPEEDS = (1.2, 1.5, 2.0, 2.5, 3.0, 4.0)
 WINDOW = ("blockdance", "delta")   # BlockDance Patch's own window settings, no schedule
-TARGETS = (1.2, 1.5, 2.0, 2.5, 3.0)
+TARGETS = (1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0)
 RIVALS = ("fewer_steps", "easycache", "lazycache")
+SCHEDULES = ("calibrated", "calibrated_forecast")
+PACK = WINDOW + SCHEDULES
+# The forecasting side by side (the forecasting issue's table): the pack's best row against each peer.
+SIDE_SPEEDS = (1.5, 2.0, 3.0, 4.0, 5.0)
+PEERS = (("Spectrum", ("spectrum",)), ("TaylorSeer", ("taylorseer",)), ("EasyCache", ("easycache",)),
+         ("LazyCache", ("lazycache",)), ("fewer steps", ("fewer_steps",)))
 
 
 def winner(rows: List[dict], target: float) -> Optional[dict]:
@@ -59,7 +65,7 @@ def section(rows: List[dict], header: str, images: str = "") -> str:
         if rho:
             out += ["", f"Rank correlation (Spearman) of the calibration's predicted error with the measured PSNR "
                         f"over every reuse configuration: {rho[0]:+.3f} (-1 = the prediction orders them exactly)."]
-        out += ["", bar(srows, sampler), ""]
+        out += ["", bar(srows, sampler), "", side_by_side(srows, sampler), ""]
     out += ["Most faithful configuration (highest PSNR mean) among those measured at least this fast:", "",
             "| sampler | " + " | ".join(f">= {t}x" for t in TARGETS) + " |", "|---|" + "---|" * len(TARGETS)]
     for sampler, wins in summary.items():
@@ -120,7 +126,7 @@ def bar(rows: List[dict], sampler: str) -> str:
     at the same or higher speed? One verdict per target speed."""
     parts = []
     for t in TARGETS:
-        ours = [r for r in rows if r["method"] == "calibrated" and r["speedup"] >= t]
+        ours = [r for r in rows if r["method"] in SCHEDULES and r["speedup"] >= t]
         if not ours:
             parts.append(f"{t}x: no calibrated row this fast")
             continue
@@ -135,6 +141,23 @@ def bar(rows: List[dict], sampler: str) -> str:
             parts.append(f"{t}x: LOSES to {top['label']} ({fmt(top['psnr_mean'])} vs {fmt(best['psnr_mean'])} dB)")
     return f"Calibrated schedule against fewer steps / EasyCache / LazyCache at the same or higher speed ({sampler}): " \
         + "; ".join(parts) + "."
+
+
+def side_by_side(rows: List[dict], sampler: str) -> str:
+    """Per speed: the most faithful row of the pack (any of its configurations) and of each peer among
+    those measured at least that fast, and who wins the cell."""
+    out = [f"Side by side ({sampler}): PSNR mean (dB) of the most faithful row measured at least this fast", "",
+           "| speed | pack | " + " | ".join(name for name, _ in PEERS) + " | winner |",
+           "|---|---|" + "---|" * len(PEERS) + "---|"]
+    for t in SIDE_SPEEDS:
+        ours = winner([r for r in rows if r["method"] in PACK], t)
+        theirs = [(name, winner([r for r in rows if r["method"] in methods], t)) for name, methods in PEERS]
+        cells = [f"{fmt(ours['psnr_mean'])} ({ours['label']}, {ours['speedup']:.2f}x)" if ours else "none"]
+        cells += [fmt(w["psnr_mean"]) if w else "none" for _, w in theirs]
+        present = [(n, w) for n, w in [("pack", ours)] + theirs if w is not None]
+        best = max(present, key=lambda nw: nw[1]["psnr_mean"])[0] if present else "none this fast"
+        out.append(f"| {t}x | " + " | ".join(cells) + f" | {best} |")
+    return "\n".join(out)
 
 
 def verdict(summary: Dict[str, Dict[float, Optional[dict]]]) -> str:
@@ -168,7 +191,7 @@ def settings_section(models: List[tuple]) -> str:
             best = winner(rows, t)
             fewer = winner([r for r in rows if r["method"] == "fewer_steps"], t)
             window = winner([r for r in rows if r["method"] in WINDOW], t)
-            schedule_wins += bool(best and best["method"] == "calibrated")
+            schedule_wins += bool(best and best["method"] in SCHEDULES)
             if fewer and window:
                 both += 1
                 window_beats_fewer += window["psnr_mean"] > fewer["psnr_mean"]
@@ -194,6 +217,8 @@ def speed_section(rows: List[dict]) -> str:
            "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         overhead = "" if r["overhead_ms_per_step"] is None else f"{r['overhead_ms_per_step']:+.2f} ms"
+        if r.get("forecast_overhead") is not None:
+            overhead = f"{r['forecast_overhead']:+.1%} of the copy's time"
         out.append(f"| {r['family']} | {r['blocks']} | {r['side_px']} px | {r['config']} | {r['seconds']:.3f} | "
                    f"{r['speedup']:.2f}x | {r['ideal_speedup']:.2f}x | {r['efficiency']:.2f} | {overhead} |")
     return "\n".join(out)

@@ -5,8 +5,9 @@ COMFYUI_PATH set) loads a reference model through ComfyUI's stock UNETLoader, sa
 evaluation seeds and classes (benchmarks/protocol.py: never the ones schedules are calibrated on)
 with every configuration under a deterministic (euler) and an ancestral (euler_ancestral) sampler:
 the uncached model; BlockDance and Delta-Cache with the paper's fixed window; the shipped calibrated
-schedules (benchmarks/calibrate_reference.py) at 1.25x-3x; EasyCache; LazyCache; and the uncached
-model at fewer steps matched to each configuration's cost. It reports per configuration:
+schedules (benchmarks/calibrate_reference.py) at 1.25x-3.5x and those whose search may forecast at
+2x-6x; the forecasting peers Spectrum and TaylorSeer (benchmarks/peers.py) along their speed knobs;
+EasyCache; LazyCache; and the uncached model at fewer steps matched to each configuration's cost. It reports per configuration:
 
 - speedup: baseline time / this configuration's time, all configurations of a sampler timed
   together in rounds that advance every run a sampler step at a time (benchmarks/lockstep.py),
@@ -32,7 +33,7 @@ from typing import List, Optional
 
 import torch
 
-from . import protocol
+from . import peers, protocol
 from .calibrate_reference import calibration_inputs, schedule_path
 from .comfy_env import load_pack
 from .tiny_models import load_via_unet_loader
@@ -43,6 +44,8 @@ from .reference import classifier as digit_classifier
 from .reference import data, models
 
 SAMPLERS = protocol.SAMPLERS
+PACK_METHODS = ("blockdance", "delta", "calibrated", "calibrated_forecast")
+FORECAST_PEERS = ("spectrum", "taylorseer")   # run on the pack's engine (benchmarks/peers.py)
 BASELINE_COPIES = 3  # uncached runs per lockstep round: every speedup divides by their mean
 
 
@@ -65,19 +68,38 @@ def build_configs(pack, model, steps: int, quick: bool, sampler: str, model_name
             for n in ns:
                 params = {"N": n, "depth": depth, "start_percent": 0.4, "end_percent": 0.95}
                 configs.append(Config(mode, params, steps, patch(pack, model, mode, depth, n, 0.4, 0.95)))
-    for target in ((2.0,) if quick else protocol.SCHEDULE_TARGETS):
-        path = schedule_path(model_name, sampler, target)
-        if not os.path.isfile(path):
-            raise SystemExit(f"{path} is missing: make the shipped schedules with "
-                             f"python -m benchmarks.calibrate_reference --model {model_name}")
-        schedule = pack.blockdance_core.schedule.Schedule.load(path)
-        patched = node(pack, "BlockDancePatch").execute(model, "blockdance", 0.75, 2, 0.4, 0.95, schedule=schedule)
-        configs.append(Config("calibrated", {"target_speedup": target}, steps, patched.result[0]))
+    configs += schedule_configs(pack, model, model_name, sampler, steps, (2.0,) if quick else protocol.SCHEDULE_TARGETS)
+    configs += schedule_configs(pack, model, model_name, sampler, steps,
+                                (3.0,) if quick else protocol.FORECAST_TARGETS, "taylor1")
+    for alpha in ((0.75,) if quick else peers.SPECTRUM_ALPHAS):
+        configs.append(Config("spectrum", {"alpha": alpha}, steps, peers.patch_peer(
+            pack, model, peers.spectrum_computes(steps, alpha), peers.spectrum_forecast(pack, steps))))
+    for interval in ((4,) if quick else peers.TAYLORSEER_INTERVALS):
+        configs.append(Config("taylorseer", {"interval": interval}, steps, peers.patch_peer(
+            pack, model, peers.taylorseer_computes(steps, interval), peers.taylorseer_forecast(pack))))
     thresholds = (0.1,) if quick else (0.05, 0.1, 0.2)
     for method, cls in (("easycache", EasyCacheNode), ("lazycache", LazyCacheNode)):
         for th in thresholds:
             params = {"reuse_threshold": th, "start_percent": 0.15, "end_percent": 0.95}
             configs.append(Config(method, params, steps, cls.execute(model, th, 0.15, 0.95, False).result[0]))
+    return configs
+
+
+def schedule_configs(pack, model, model_name: str, sampler: str, steps: int, targets, forecast: str = "copy"):
+    """The shipped schedules for these targets (benchmarks/calibrate_reference.py), each through
+    BlockDance Patch's schedule input: rows `calibrated`, or `calibrated_forecast` for the schedules
+    whose search could forecast."""
+    configs = []
+    for target in targets:
+        path = schedule_path(model_name, sampler, target, forecast)
+        if not os.path.isfile(path):
+            flag = "" if forecast == "copy" else f" --forecast {forecast}"
+            raise SystemExit(f"{path} is missing: make the shipped schedules with "
+                             f"python -m benchmarks.calibrate_reference --model {model_name}{flag}")
+        schedule = pack.blockdance_core.schedule.Schedule.load(path)
+        patched = node(pack, "BlockDancePatch").execute(model, "blockdance", 0.75, 2, 0.4, 0.95, schedule=schedule)
+        method = "calibrated" if forecast == "copy" else "calibrated_forecast"
+        configs.append(Config(method, {"target_speedup": target}, steps, patched.result[0]))
     return configs
 
 
@@ -95,7 +117,7 @@ def run_sampler(pack, configs, base_model, ref_model, sampler, fidelity: Workloa
         finally:
             counter.close()
         cfg.block_calls = sum(counter.counts)
-        if cfg.method in ("blockdance", "delta", "calibrated"):
+        if cfg.method in PACK_METHODS + FORECAST_PEERS:
             record = record_of(reports, cfg.patched)
             actions = [s.action for s in record.steps]
             cfg.predicted_error = pack.blockdance_core.search.predicted_error(measurement, actions)
@@ -196,6 +218,7 @@ def main(argv=None) -> int:
                         help="random-weight models at each family's real depth: speed and patch overhead only")
     parser.add_argument("--device", default="cpu", help="speed-only: cpu or cuda")
     parser.add_argument("--full-size", action="store_true", help="speed-only: full-width Flux.1 (needs a GPU)")
+    parser.add_argument("--families", nargs="*", default=None, help="speed-only: only these families")
     args = parser.parse_args(argv)
     default_json = "speed.json" if args.speed_only else f"results_{args.model}.json"
     args.json = args.json or os.path.join("out", "benchmark", default_json)

@@ -3,8 +3,9 @@
 `python -m benchmarks.run --speed-only` times, in one process and lockstep rounds
 (benchmarks/lockstep.py: runs take turns a sampler step at a time; a run's time is the sum of
 each step's fastest round), the uncached model, BlockDance N=1 (the cost of the patch machinery
-alone), N=2 / N=3 and N=3 skipping the whole stack, and prints measured speedup, ideal speedup (executed block fraction) and
-the per-step overhead.
+alone), N=2 / N=3, N=3 skipping the whole stack and the same forecasting (order 2), and prints
+measured speedup, ideal speedup (executed block fraction), the per-step overhead and what forecasting
+costs over the copy.
 Pass `--device cuda --full-size` on a GPU machine for a full-width Flux.1 in bf16.
 """
 from __future__ import annotations
@@ -33,8 +34,12 @@ FULL_FLUX = ({"depth": 19, "depth_single_blocks": 38, "hidden_size": 3072, "num_
               "axes_dim": [16, 56, 56]}, 1024)
 # name -> BlockDance Patch settings (None: the unpatched model). The last one skips the whole stack
 # (depth 1, delta), where the calibrated schedules of the reference models put most of their reuse.
+# "+taylor2" is the same plan forecasting (order 2, three anchors): its time over the copy's is what
+# forecasting costs (the forecasting issue's "no more than 2% of a run's time" row).
 CONFIGS = (("uncached", None), ("N=1", {"N": 1}), ("N=2", {"N": 2}), ("N=3", {"N": 3}),
-           ("N=3 depth=1", {"N": 3, "depth": 1.0, "mode": "delta"}))
+           ("N=3 depth=1", {"N": 3, "depth": 1.0, "mode": "delta"}),
+           ("N=3 depth=1 +taylor2", {"N": 3, "depth": 1.0, "mode": "delta", "forecast": "taylor2"}))
+FORECAST_OF = {"N=3 depth=1 +taylor2": "N=3 depth=1"}
 UNCACHED_COPIES = 3  # the uncached time is the mean over these runs of each round
 
 
@@ -74,6 +79,7 @@ def measure_family(pack, family: str, overrides: dict, side: int, steps: int, re
             for name, timed in zip(models, run_lockstep([runner(n, m) for n, m in models.items()], cpus)):
                 rounds[name].append(timed)
     base, noise = reference_time([rounds[name] for name in ["uncached"] + copies])
+    seconds = {name: clean_seconds(rounds[name]) for name in models}
     rows = []
     for name, model in models.items():
         if name in copies:
@@ -83,6 +89,7 @@ def measure_family(pack, family: str, overrides: dict, side: int, steps: int, re
         rows.append({"family": family, "config": name, "blocks": tm.num_blocks, "seconds": t,
                      "speedup": base / t, "ideal_speedup": ideal, "efficiency": base / t / ideal,
                      "overhead_ms_per_step": (t - base) / steps * 1000 if name == "N=1" else None,
+                     "forecast_overhead": t / seconds[FORECAST_OF[name]] - 1 if name in FORECAST_OF else None,
                      "timing_noise": noise if name == "uncached" else None})
     return rows
 
@@ -98,8 +105,12 @@ def main(args) -> int:
     print(f"{'family':<15}{'blocks':>7}{'config':>13}{'seconds':>10}{'speedup':>9}{'ideal':>8}{'eff':>6}{'overhead/step':>15}")
     rows = []
     for family, (overrides, side) in shapes.items():
+        if args.families and family not in args.families:
+            continue
         for r in measure_family(pack, family, overrides, side, steps, repeats, args.device, dtype):
             overhead = "" if r["overhead_ms_per_step"] is None else f"{r['overhead_ms_per_step']:+.2f} ms"
+            if r["forecast_overhead"] is not None:
+                overhead = f"{r['forecast_overhead']:+.1%} vs copy"
             print(f"{family:<15}{r['blocks']:>7}{r['config']:>13}{r['seconds']:>10.3f}{r['speedup']:>8.2f}x"
                   f"{r['ideal_speedup']:>7.2f}x{r['efficiency']:>6.2f}{overhead:>15}", flush=True)
             rows.append({**r, "device": device_name, "threads": torch.get_num_threads(), "steps": steps,

@@ -5,11 +5,16 @@ whether ComfyUI batches the chunks into one call or splits them into several. An
 step that made it, the block range and the form it was kept in, and the layout of the input it was
 made from: a reuse step takes only an entry of its own group, for its own range, made from an input of
 the same shape, dtype and device (a second KSampler at another resolution starts clean).
+
+A forecasting reuse step reads more than its cache step's entry: the entries of the computed steps
+before it (anchors). The store keeps, per chunk, the last `anchors` entries it made (1: only the
+latest, which is all a copy needs), and `anchors_for` returns those that match the entry a reuse step
+takes. The store belongs to one sampling run, so anchors never cross runs, models or samplers.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Hashable, Optional
+from typing import Any, Dict, Hashable, List, Optional
 
 from .tree import tree_clone, tree_nbytes
 
@@ -26,16 +31,34 @@ class CacheEntry:
 
 
 class FeatureCache:
-    def __init__(self):
+    def __init__(self, anchors: int = 1):
+        if anchors < 1:
+            raise ValueError(f"a feature cache keeps at least one entry per chunk, not {anchors}")
+        self.anchors = anchors
         self._entries: Dict[Hashable, CacheEntry] = {}
+        self._older: Dict[Hashable, List[CacheEntry]] = {}   # earlier entries kept as anchors, oldest first
         self.peak_bytes = 0
 
     def store(self, key: Hashable, features: Any, step: int, blocks: range, form: str, input_signature: tuple) -> None:
         """Keep a private copy (the caller's tensors are modified in place later in the forward); a later
-        forward of the same step replaces an earlier one (Heun's corrector runs before the step's own)."""
-        self._entries.pop(key, None)
+        forward of the same step replaces an earlier one (Heun's corrector runs before the step's own).
+        The entry it replaces from an earlier step stays as an anchor while `anchors` allows."""
+        previous = self._entries.pop(key, None)
+        if previous is not None and previous.step != step and self.anchors > 1:
+            older = self._older.setdefault(key, [])
+            previous.side = {}   # side results are replayed from the latest entry only
+            older.append(previous)
+            del older[:-(self.anchors - 1)]
         self._entries[key] = CacheEntry(tree_clone(features), step, blocks, form, input_signature)
         self.peak_bytes = max(self.peak_bytes, self.nbytes())
+
+    def anchors_for(self, key: Hashable, entry: CacheEntry, count: int) -> List[CacheEntry]:
+        """Up to `count` entries of this chunk ending with `entry`, oldest first: the earlier ones made
+        for the same range, in the same form, from an input of the same layout (what a forecast reads)."""
+        same = [e for e in self._older.get(key, ())
+                if e.blocks == entry.blocks and e.form == entry.form
+                and e.input_signature == entry.input_signature and e.step < entry.step]
+        return (same + [entry])[-count:] if count > 1 else [entry]
 
     def usable(self, key: Hashable, input_signature: tuple, blocks: range, made_from: int, made_before: int,
                form: str) -> Optional[CacheEntry]:
@@ -58,8 +81,8 @@ class FeatureCache:
         return list(self._entries)
 
     def nbytes(self) -> int:
-        return sum(tree_nbytes(e.features) + sum(tree_nbytes(v) for v in e.side.values())
-                   for e in self._entries.values())
+        kept = list(self._entries.values()) + [e for older in self._older.values() for e in older]
+        return sum(tree_nbytes(e.features) + sum(tree_nbytes(v) for v in e.side.values()) for e in kept)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -67,3 +90,4 @@ class FeatureCache:
     def clear(self) -> None:
         """Drop every tensor (the run is over); keep the peak for the record."""
         self._entries.clear()
+        self._older.clear()

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from .actions import MODES
+from .forecast import LABELS, Forecast
 
 
 class BlockDanceConfigError(ValueError):
@@ -19,9 +20,11 @@ class BlockDanceConfig:
     N: int = 2
     start_percent: float = 0.4   # window on the sampling timeline, as ComfyUI's start/end_percent
     end_percent: float = 0.95
+    forecast: str = "copy"       # what a reuse step continues from: a copy, or an extrapolation (forecast.py)
 
     def __post_init__(self):
         check_mode(self.mode)
+        check_forecast(self.forecast)
         check_depth(self.depth)
         if isinstance(self.N, bool) or not isinstance(self.N, int) or self.N < 1:
             raise BlockDanceConfigError(
@@ -40,6 +43,10 @@ class BlockDanceConfig:
     def skipped_blocks(self, num_blocks: int) -> int:
         return skipped_blocks(self.depth, num_blocks)
 
+    @property
+    def forecaster(self) -> Forecast:
+        return Forecast.parse(self.forecast)
+
 
 DEFAULTS = {f.name: f.default for f in fields(BlockDanceConfig)}
 
@@ -47,6 +54,14 @@ DEFAULTS = {f.name: f.default for f in fields(BlockDanceConfig)}
 def check_mode(mode) -> None:
     if mode not in MODES:
         raise BlockDanceConfigError(f"mode={mode!r} is not supported; allowed: {', '.join(MODES)}")
+
+
+def check_forecast(forecast) -> None:
+    if forecast not in LABELS:
+        raise BlockDanceConfigError(
+            f"forecast={forecast!r} is not supported; allowed: {', '.join(LABELS)} (copy: reuse the cached "
+            "features as they are; taylorK / chebyshevK: extrapolate them to the current step from the last "
+            "K + 1 computed steps)")
 
 
 def check_depth(depth) -> None:

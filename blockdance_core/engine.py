@@ -19,6 +19,12 @@ the range before its last pass their input on unchanged (the real input reaches 
 cost), and the last returns the cached output (`blockdance`) or its input plus the cached change
 (`delta`). Blocks outside the range run.
 
+A reuse step may forecast instead of copy (StepAction.forecast): the cache keeps that policy's
+number of anchors per chunk (earlier entries for the same range), and the range's last block gets
+their extrapolation to the step's sigma or index (forecast.py; in delta mode, of the blocks' own
+change; a Chebyshev fit maps the run's whole range onto [-1, 1]).
+With fewer anchors than the forecast needs it uses the highest order they allow (one: a copy).
+
 Delta keeps the change the range's blocks themselves made. Where nothing is added into the hidden
 state between blocks that is output - input of the range. Where something is (ControlNet residuals,
 post-block patches, Wan S2V's audio injector), the host says so and the change is summed block by
@@ -44,6 +50,7 @@ from typing import Any, Callable, Dict, Hashable, List, Optional, Sequence
 
 from .actions import FULL, StepAction, StepKind, cache_step
 from .cache import CacheEntry, FeatureCache
+from .forecast import COPY, combine, weights
 from .guidance import GuidanceGuard
 from .policy import Observation, StepPolicy, check_action
 from .record import RunRecord, StepRecord
@@ -104,6 +111,7 @@ class Forward:
         self.base: Any = None        # delta cache step: the range's input, or its blocks' summed change
         self.base_block = -1         # the block whose layout `base` is in
         self.entries: List[CacheEntry] = []
+        self.anchors: List[List[CacheEntry]] = []   # forecasting reuse: per chunk, the entries it reads
         self.stored_keys: List[Hashable] = []
         self.sides = SideResults()
 
@@ -144,7 +152,7 @@ class Forward:
             return self._watched(index, state, compute, to_stage)
         last = action.blocks[-1]
         if action.kind is StepKind.REUSE:   # the range's last block (the others pass through)
-            cached = tree_cat([e.features for e in self.entries], dim=run.spec.batch_dim)
+            cached = tree_cat(self._reused_features(), dim=run.spec.batch_dim)
             return tree_add(state, cached) if action.mode == "delta" else cached
         if action.mode != "delta":
             out = compute(state)
@@ -165,6 +173,19 @@ class Forward:
         out = compute(state)
         if index == last:
             self._store(tree_sub(out, self._in_layout(index, to_stage)))
+        return out
+
+    def _reused_features(self) -> List[Any]:
+        """Per chunk, what the reuse step continues from: the cache step's entry (a copy), or the
+        forecast at this step's sigma from that entry and the anchors before it (forecast.py)."""
+        if self.action.forecast == COPY:
+            return [e.features for e in self.entries]
+        forecast = self.action.forecast
+        coordinate, domain = forecast.coordinates(self.run.timeline.sigmas)
+        out = []
+        for anchors in self.anchors:
+            w = weights([coordinate[a.step] for a in anchors], coordinate[self.step], forecast, domain)
+            out.append(combine([a.features for a in anchors], w))
         return out
 
     def _watched(self, index: int, state: Any, compute: Callable[[Any], Any],
@@ -215,6 +236,11 @@ class Forward:
             if all(e is not None for e in entries):
                 self.action, self.entries = action, entries
                 record.reused_calls += 1
+                if action.forecast != COPY:
+                    self.anchors = [run.cache.anchors_for(key, e, action.forecast.anchors)
+                                    for key, e in zip(self.keys, entries)]
+                    fewest = min(len(a) for a in self.anchors)
+                    record.forecast = action.forecast.label if fewest > 1 else "copy"
                 return
             record.fallback_calls += 1   # nothing usable cached for this forward: compute and cache now
         self.action = cache_step(action.blocks, action.mode)
@@ -302,7 +328,7 @@ class SamplingRun:
         self.clock = StepClock(timeline.sigmas)
         self.policy = spec.policy.start(timeline, spec.num_blocks)
         self.observes = self.policy.observes   # blocks a measuring policy watches (empty otherwise)
-        self.cache = FeatureCache()
+        self.cache = FeatureCache(anchors=spec.policy.anchors(spec.num_blocks))
         self.record = RunRecord(timeline.num_steps, spec.num_blocks,
                                 [StepRecord(k, timeline.sigmas[k], timeline.positions[k]) for k in range(timeline.num_steps)])
         self.decisions: Dict[int, StepAction] = {}

@@ -9,8 +9,10 @@ steps (anchors) to the current position on the sampling timeline:
 - `chebyshev` (Spectrum-style): a ridge fit of Chebyshev polynomials T_0..T_degree over all anchors
   (their span and the target mapped onto [-1, 1]), evaluated at the current position.
 
-The coordinate is the caller's: the timeline position or the sigma (features follow the model's
-input, sigma, most closely); the weights only need the anchors' and the target's coordinates.
+The coordinate is the forecast's `over`: the sigma (features follow the model's input, sigma, most
+closely; the pack's default) or the step index (TaylorSeer's and Spectrum's). `window` lets a fit
+read more anchors than its order needs (Spectrum fits all computed steps); a Chebyshev fit maps the
+caller's `domain` (the run's whole coordinate range, as Spectrum maps its steps) onto [-1, 1].
 
 Both are linear in the anchors, so a forecast is a weighted sum of the anchor tensors with weights
 that depend only on positions: the engine combines tensors with `combine`, and the calibrator scores
@@ -20,15 +22,19 @@ the CPU; the sum runs where the features live, in their dtype.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, List, Sequence
+from typing import Any, List, Optional, Sequence, Tuple
+
+import re
 
 import numpy as np
 
 from .tree import tree_map
 
 METHODS = ("copy", "taylor", "chebyshev")
-MAX_ORDER = 3
-RIDGE = 1e-3   # Spectrum's ridge penalty, on the Chebyshev coefficients
+COORDINATES = ("sigma", "step")
+MAX_ORDER = 4
+_LABEL = re.compile(r"(taylor|chebyshev)(\d+)(?:-w(\d+))?(-step)?(?:-r([0-9.]+(?:e[-+]?\d+)?))?")
+RIDGE = 1e-3   # ridge penalty on the Chebyshev coefficients (Spectrum's own is 0.1 over 50 steps)
 
 
 @dataclass(frozen=True)
@@ -36,8 +42,14 @@ class Forecast:
     """How a reuse step turns its anchors into features: `copy` (order 0) or an extrapolation."""
     method: str = "copy"
     order: int = 0
+    window: int = 0          # anchors read; 0: order + 1 (a fit through exactly as many as it needs)
+    over: str = "sigma"      # the coordinate extrapolated along (COORDINATES)
+    ridge: float = RIDGE     # chebyshev: the penalty on its coefficients
 
     def __post_init__(self):
+        if self.over not in COORDINATES or not 0 <= self.window <= 256 or not self.ridge >= 0:
+            raise ValueError(f"forecast over={self.over!r} window={self.window!r} ridge={self.ridge!r}; "
+                             f"allowed: over in {COORDINATES}, window 0..256, ridge >= 0")
         if self.method not in METHODS:
             raise ValueError(f"forecast method {self.method!r}; allowed: {', '.join(METHODS)}")
         if not 0 <= self.order <= MAX_ORDER or (self.method == "copy") != (self.order == 0):
@@ -47,19 +59,53 @@ class Forecast:
     @property
     def anchors(self) -> int:
         """How many computed steps the forecast reads (the engine keeps that many per chunk)."""
-        return self.order + 1
+        return max(self.order + 1, self.window)
 
     @property
     def label(self) -> str:
-        return "copy" if self.method == "copy" else f"{self.method}{self.order}"
+        """Its name, which `parse` reads back: method and order, then any window, coordinate and ridge
+        that differ from the defaults (e.g. "taylor1", "chebyshev4-w30-step-r0.1")."""
+        if self.method == "copy":
+            return "copy"
+        extra = (f"-w{self.window}" if self.window else "") + ("-step" if self.over == "step" else "")
+        if self.method == "chebyshev" and self.ridge != RIDGE:
+            extra += f"-r{self.ridge:g}"
+        return f"{self.method}{self.order}{extra}"
+
+    @classmethod
+    def parse(cls, label: str) -> "Forecast":
+        """The forecast a label names, as `label` writes it."""
+        if label == "copy":
+            return COPY
+        match = _LABEL.fullmatch(label) if isinstance(label, str) else None
+        try:
+            if match is None:
+                raise ValueError
+            method, order, window, step, ridge = match.groups()
+            return cls(method, int(order), int(window or 0), "step" if step else "sigma",
+                       float(ridge) if ridge else RIDGE)
+        except ValueError:
+            raise ValueError(f"forecast {label!r}; allowed: {', '.join(LABELS)} (optionally -w<anchors>, "
+                             "-step, -r<ridge>)") from None
+
+    def coordinates(self, sigmas: Sequence[float]) -> Tuple[List[float], Tuple[float, float]]:
+        """Each step's coordinate along which this forecast extrapolates, and the run's whole range of
+        it (what a Chebyshev fit maps onto [-1, 1]), from the run's sigmas (one more than its steps)."""
+        steps = len(sigmas) - 1
+        if self.over == "step":
+            return [float(k) for k in range(steps)], (0.0, float(steps))
+        return [float(s) for s in sigmas[:steps]], (float(sigmas[-1]), float(sigmas[0]))
 
 
 COPY = Forecast()
+LABELS = ("copy",) + tuple(f"{m}{o}" for m in METHODS[1:] for o in range(1, MAX_ORDER + 1))
 
 
-def weights(positions: Sequence[float], at: float, forecast: Forecast) -> List[float]:
+def weights(positions: Sequence[float], at: float, forecast: Forecast,
+            domain: Optional[Tuple[float, float]] = None) -> List[float]:
     """Weights of the anchors (oldest first) whose sum is the forecast at position `at`. With fewer
-    anchors than the forecast needs, it falls back to the highest order they allow (one: a copy)."""
+    anchors than the forecast needs, it falls back to the highest order they allow (one: a copy).
+    domain: the coordinate range a Chebyshev fit maps onto [-1, 1] (default: the anchors and `at`)."""
     p = np.asarray(positions, dtype=np.float64)
     if len(p) == 0:
         raise ValueError("a forecast needs at least one anchor")
@@ -67,7 +113,7 @@ def weights(positions: Sequence[float], at: float, forecast: Forecast) -> List[f
         return [0.0] * (len(p) - 1) + [1.0]
     if forecast.method == "taylor":
         return _newton_weights(p, at, min(forecast.order, len(p) - 1))
-    return _chebyshev_weights(p, at, min(forecast.order, len(p) - 1))
+    return _chebyshev_weights(p, at, min(forecast.order, len(p) - 1), forecast.ridge, domain)
 
 
 def _newton_weights(p: np.ndarray, at: float, order: int) -> List[float]:
@@ -81,12 +127,14 @@ def _newton_weights(p: np.ndarray, at: float, order: int) -> List[float]:
     return [0.0] * (len(p) - order - 1) + w.tolist()
 
 
-def _chebyshev_weights(p: np.ndarray, at: float, degree: int) -> List[float]:
-    lo, hi = min(p.min(), at), max(p.max(), at)
+def _chebyshev_weights(p: np.ndarray, at: float, degree: int, ridge: float,
+                       domain: Optional[Tuple[float, float]]) -> List[float]:
+    lo, hi = domain if domain is not None else (min(p.min(), at), max(p.max(), at))
+    lo, hi = min(lo, hi), max(lo, hi)
     scale = 2.0 / (hi - lo) if hi > lo else 1.0
     basis = np.polynomial.chebyshev.chebvander((p - lo) * scale - 1.0, degree)     # [anchors, degree + 1]
     target = np.polynomial.chebyshev.chebvander(np.array([(at - lo) * scale - 1.0]), degree)[0]
-    gram = basis.T @ basis + RIDGE * np.eye(degree + 1)
+    gram = basis.T @ basis + ridge * np.eye(degree + 1)
     return (target @ np.linalg.solve(gram, basis.T)).tolist()
 
 

@@ -21,7 +21,7 @@ every (q, p, k) triple is scored; the copy errors use all of them, as in search(
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -48,9 +48,14 @@ class ForecastGroup(Group):
 @dataclass(frozen=True)
 class ForecastPlan(Plan):
     def actions(self) -> List[StepAction]:
-        """The plan's actions; a lone computed step a forecast reads keeps its range (a cache step)."""
+        """The plan's actions: a forecast group's reuse steps carry its forecast, and a lone computed
+        step a forecast reads keeps its range (a cache step)."""
         out = super().actions()
         for g in self.groups:
+            forecast = getattr(g, "forecast", COPY)
+            if forecast != COPY:
+                for k in g.reuse_steps:
+                    out[k] = replace(out[k], forecast=forecast)
             if g.anchor is not None and out[g.anchor].kind is StepKind.FULL:
                 out[g.anchor] = cache_step(range(g.cut), g.mode)
         return out

@@ -29,11 +29,16 @@ TEXT = (0.92, 0.92, 0.92)
 # A reuse step's outline by its action's mode ("blockdance" = copy the cached features).
 ACTION_COLOURS = {"blockdance": (1.0, 1.0, 1.0), "delta": (0.2, 0.85, 1.0)}
 OTHER_ACTION = (1.0, 0.35, 0.85)
-ACTION_NAMES = {"blockdance": "copy", "delta": "delta"}
+ACTION_NAMES = {"blockdance": "copy", "delta": "delta", "forecast": "forecast"}
 MIN_WIDTH = 640
 
 GLYPH_W, GLYPH_H = 5, 7
 FONT_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "font5x7.txt")
+
+
+def _look(action: StepAction) -> str:
+    """How a reuse step is drawn: by its mode, or as a forecast (its own colour) when it extrapolates."""
+    return action.mode if action.forecast.method == "copy" else "forecast"
 
 
 def _load_font(path: str = FONT_FILE) -> dict:
@@ -138,8 +143,8 @@ def render(change: torch.Tensor, cuts: Sequence[int], actions: Optional[Sequence
     axis_h = 44 if cell is None else 0
     modes_used = []
     for action in actions or ():
-        if action.kind.value == "reuse" and action.mode not in modes_used:
-            modes_used.append(action.mode)
+        if action.kind.value == "reuse" and _look(action) not in modes_used:
+            modes_used.append(_look(action))
     legend_lines = [f"REUSE ({ACTION_NAMES.get(m, m)}): THE BLOCKS IT SKIPS" for m in modes_used or ["blockdance"]]
     legend_h = 44 + 20 * (1 + len(legend_lines)) if cell is None else 0
     height = y_grid + grid_h + axis_h + legend_h
@@ -166,9 +171,9 @@ def render(change: torch.Tensor, cuts: Sequence[int], actions: Optional[Sequence
     for i, line in enumerate(titles):
         draw_text(image, line, width // 2, 8 + 20 * i, anchor="center")
     for k, action in enumerate(list(actions or ())[:n_steps]):
-        kind, cut, mode = action.kind.value, action.blocks.stop, action.mode
+        kind, cut = action.kind.value, action.blocks.stop
         x0, x1 = x_grid + k * cw, x_grid + (k + 1) * cw
-        colour = ACTION_COLOURS.get(mode, OTHER_ACTION)
+        colour = ACTION_COLOURS.get(_look(action), OTHER_ACTION)
         if kind == "cache":
             mid = (x0 + x1) // 2
             image[y_grid - tick_h + 2:y_grid - 2, max(x0, mid - 1):min(x1, mid + 1)] = torch.tensor(TEXT)

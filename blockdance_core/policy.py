@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 from .actions import StepAction
+from .forecast import COPY, Forecast
 from .config import BlockDanceConfig, BlockDanceConfigError, check_depth, check_mode, skipped_blocks
 from .plans import group_reuse, plan_from_reuse, resample
 from .timeline import Timeline
@@ -117,6 +118,10 @@ class StepPolicy:
     def start(self, timeline: Timeline, num_blocks: int) -> PolicyRun:
         raise NotImplementedError
 
+    def anchors(self, num_blocks: int) -> int:
+        """How many computed entries per chunk a run keeps for this policy's forecasts (1: copies only)."""
+        return 1
+
     def describe(self, num_blocks: int) -> dict:
         """key=value pairs for the end-of-run log line."""
         return {}
@@ -137,20 +142,29 @@ class GroupPolicy(StepPolicy):
     def start(self, timeline: Timeline, num_blocks: int) -> PolicyRun:
         c = self.config
         reuse = group_reuse(timeline, c.N, c.start_percent, c.end_percent)
-        return PlannedRun(plan_from_reuse(reuse, self.blocks(num_blocks), c.mode))
+        return PlannedRun(plan_from_reuse(reuse, self.blocks(num_blocks), c.mode, c.forecaster))
+
+    def anchors(self, num_blocks: int) -> int:
+        return self.config.forecaster.anchors
 
     def describe(self, num_blocks: int) -> dict:
         c = self.config
-        return {"depth": f"{c.depth:.2f}", "N": c.N, "window": f"{c.start_percent:.2f}-{c.end_percent:.2f}",
-                "cache_block": f"{self.blocks(num_blocks).stop - 1}/{num_blocks}"}
+        out = {"depth": f"{c.depth:.2f}", "N": c.N, "window": f"{c.start_percent:.2f}-{c.end_percent:.2f}",
+               "cache_block": f"{self.blocks(num_blocks).stop - 1}/{num_blocks}"}
+        if c.forecast != "copy":
+            out["forecaster"] = c.forecast
+        return out
 
 
 @dataclass(frozen=True)
 class MaskPolicy(StepPolicy):
-    """An explicit per-step reuse mask made for len(reuse) evenly spaced steps, read on the timeline."""
+    """An explicit per-step reuse mask made for len(reuse) evenly spaced steps, read on the timeline
+    (by_step: read by step index instead, for masks that count steps as fixed-schedule methods do)."""
     reuse: tuple
     depth: float = BlockDanceConfig.depth
     mode: str = BlockDanceConfig.mode
+    forecast: Forecast = COPY
+    by_step: bool = False
     name = "mask"
 
     def __post_init__(self):
@@ -158,11 +172,16 @@ class MaskPolicy(StepPolicy):
         check_depth(self.depth)
         check_mode(self.mode)
 
+    def anchors(self, num_blocks: int) -> int:
+        return self.forecast.anchors
+
     def ranges(self, num_blocks: int) -> Tuple[Tuple[range, str], ...]:
         return ((range(skipped_blocks(self.depth, num_blocks)), self.mode),)
 
     def start(self, timeline: Timeline, num_blocks: int) -> PolicyRun:
-        return PlannedRun(plan_from_reuse(resample(self.reuse, timeline), self.blocks(num_blocks), self.mode))
+        n, steps = len(self.reuse), timeline.num_steps
+        reuse = [self.reuse[k * n // steps] for k in range(steps)] if self.by_step else resample(self.reuse, timeline)
+        return PlannedRun(plan_from_reuse(reuse, self.blocks(num_blocks), self.mode, self.forecast))
 
     def describe(self, num_blocks: int) -> dict:
         return {"depth": f"{self.depth:.2f}", "mask": "".join("R" if r else "-" for r in self.reuse),

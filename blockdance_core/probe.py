@@ -172,13 +172,14 @@ class Measurement:
 
 
 def forecast_error(measurement: "Measurement", cut: int, mode: str, anchors: Sequence[int], step: int,
-                   forecast, coordinate: str = "sigma") -> float:
+                   forecast) -> float:
     """The measured relative L1 error of forecasting F_c at `step` from the computed `anchors` (steps,
-    oldest first), as reuse_error does for a copy: blockdance forecasts the cut's output, delta the
-    skipped blocks' own change (added to the current input)."""
+    oldest first), as reuse_error does for a copy and as the engine forecasts (same coordinate and
+    range): blockdance forecasts the cut's output, delta the skipped blocks' own change (added to the
+    current input)."""
     from .forecast import weights
-    coords = measurement.timeline.sigmas if coordinate == "sigma" else measurement.timeline.positions
-    w = torch.tensor(weights([coords[a] for a in anchors], coords[step], forecast), dtype=torch.float32)
+    coords, domain = forecast.coordinates(measurement.timeline.sigmas)
+    w = torch.tensor(weights([coords[a] for a in anchors], coords[step], forecast, domain), dtype=torch.float32)
     feat, base = measurement.features[cut], measurement.bases[cut]
     idx = list(anchors)
     own = feat[idx] - base[idx] if mode == "delta" else feat[idx]          # [anchors, rows, values]

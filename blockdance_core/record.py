@@ -10,6 +10,7 @@ from typing import Any, List, Optional, Set
 
 from .actions import StepAction, StepKind
 from .budget import ideal_speedup
+from .forecast import COPY, Forecast
 
 
 @dataclass
@@ -20,6 +21,7 @@ class StepRecord:
     planned: str = ""            # what the policy chose: full / cache / reuse
     blocks: Optional[list] = None  # [start, stop) of the range the step kept or skipped
     mode: str = ""
+    forecast: str = ""           # a reuse step that extrapolates: the forecast made ("copy": too few anchors yet)
     calls: int = 0               # model forwards at this step
     reused_calls: int = 0
     fallback_calls: int = 0      # planned reuse with nothing usable cached: computed and cached instead
@@ -41,7 +43,8 @@ class StepRecord:
     def action(self) -> StepAction:
         """What the step was planned to do, as the engine's own type (its cache step is not kept)."""
         blocks = range(*self.blocks) if self.blocks else range(0)
-        return StepAction(StepKind(self.planned or "full"), blocks, self.mode or "blockdance")
+        forecast = Forecast.parse(self.forecast) if self.forecast else COPY
+        return StepAction(StepKind(self.planned or "full"), blocks, self.mode or "blockdance", forecast=forecast)
 
     @property
     def depth(self) -> float:
@@ -79,6 +82,11 @@ class RunRecord:
     @property
     def steps_reused(self) -> Set[int]:
         return {s.step for s in self.steps if s.reused_calls}
+
+    @property
+    def steps_forecast(self) -> Set[int]:
+        """Reuse steps whose features were extrapolated, not copied."""
+        return {s.step for s in self.steps if s.reused_calls and s.forecast not in ("", "copy")}
 
     # Run totals: one StepRecord field summed over every step and the off-grid calls.
     model_calls = property(lambda self: self._sum("calls"))
@@ -120,6 +128,8 @@ class RunRecord:
             f"ideal={self.ideal_speedup:.2f}x",
             f"cache_mb={self.cache_peak_bytes / 2**20:.2f}",
         ]
+        if any(s.forecast for s in self.steps):
+            parts.append(f"forecast={len(self.steps_forecast)}/{len(self.steps_reused)}")
         parts += [f"{k}={v}" for k, v in {**extra, **self.extra}.items()]
         return "BlockDance: " + " ".join(parts)
 

@@ -6,6 +6,11 @@ so the same schedule serves another step count or scheduler: each step of a run 
 of the calibrated step whose stretch of the timeline it falls in. A schedule names the model it
 was measured on (family, block count, width); loading it for another model is refused. Files are
 JSON only and are validated field by field, with the file named in every error.
+
+A reuse step may forecast (`forecast`, e.g. "taylor1"): it extrapolates from its group's cache step
+and the computed steps before it that kept the same range (cache steps with no reuse after them are
+such anchors). A file with forecasts is version 2, so a pack that cannot forecast refuses it rather
+than copying where the schedule was measured to forecast.
 """
 from __future__ import annotations
 
@@ -18,12 +23,14 @@ from typing import List, Optional, Tuple
 
 from . import untrusted
 from .actions import FULL, MODES, StepAction, StepKind, cache_step, reuse_step
+from .forecast import COPY, LABELS, Forecast
 from .policy import ModelFingerprint, PlannedRun, PolicyRun, StepPolicy
 from .timeline import POSITION_EPS, Timeline
 from .tree import tree_leaves
 
 FORMAT = "blockdance-schedule"
 VERSION = 1
+FORECAST_VERSION = 2         # a schedule with forecasting reuse steps
 KINDS = ("full", "cache", "reuse")
 MAX_STEPS = 10000            # BlockDance Calibrate's (and KSampler's) largest step count
 MAX_BLOCKS = 10000
@@ -42,6 +49,7 @@ class ScheduleStep:
     kind: str           # full / cache / reuse
     cut: int = 0        # blocks 0..cut-1 skipped by the group this step caches for or reuses in
     mode: str = ""      # blockdance / delta, for cache and reuse steps
+    forecast: str = ""  # reuse steps: "" (copy) or the forecast they make (forecast.LABELS)
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,9 @@ class Schedule:
             where = f"schedule {self.name!r} step {k}"
             if s.kind not in KINDS:
                 raise ScheduleError(f"{where}: kind {s.kind!r}; allowed: {', '.join(KINDS)}")
+            if s.forecast and (s.kind != "reuse" or s.forecast not in LABELS):
+                raise ScheduleError(f"{where}: forecast {s.forecast!r} on a {s.kind} step; only reuse steps "
+                                    f"forecast, with one of {', '.join(LABELS)}")
             if s.kind != "full" and (s.mode not in MODES or not 1 <= s.cut <= self.num_blocks):
                 raise ScheduleError(f"{where}: {s.kind} needs a mode in {MODES} and a cut in 1..{self.num_blocks}, "
                                     f"got mode={s.mode!r} cut={s.cut!r}")
@@ -83,7 +94,8 @@ class Schedule:
         """The schedule a searched plan (blockdance_core.search.Plan) describes, its steps placed at
         the positions of the measured run's timeline."""
         steps = tuple(ScheduleStep(round(timeline.positions[k], 6), round(timeline.sigmas[k], 6), a.kind.value,
-                                   a.blocks.stop, a.mode if a.kind is not StepKind.FULL else "")
+                                   a.blocks.stop, a.mode if a.kind is not StepKind.FULL else "",
+                                   a.forecast.label if a.forecast != COPY else "")
                       for k, a in enumerate(plan.actions()))
         return cls(name, family, plan.num_blocks, width, steps, plan.target_speedup, round(plan.ideal_speedup, 4),
                    round(plan.predicted_error, 6), dict(calibration or {}))
@@ -91,6 +103,11 @@ class Schedule:
     @property
     def modes(self) -> Tuple[str, ...]:
         return tuple(sorted({s.mode for s in self.steps if s.kind != "full"}))
+
+    @property
+    def forecasts(self) -> Tuple[str, ...]:
+        """The forecasts its reuse steps make (empty: it only copies)."""
+        return tuple(sorted({s.forecast for s in self.steps if s.forecast}))
 
     @property
     def reuse_steps(self) -> List[int]:
@@ -105,7 +122,8 @@ class Schedule:
                 last = k
                 while last + 1 < len(self.steps) and self.steps[last + 1].kind == "reuse":
                     last += 1
-                lines.append(f"steps {k + 1}-{last} reuse after step {k} ({s.mode}, {s.cut}/{self.num_blocks} "
+                how = f"{s.mode}, {self.steps[last].forecast}" if last > k and self.steps[last].forecast else s.mode
+                lines.append(f"steps {k + 1}-{last} reuse after step {k} ({how}, {s.cut}/{self.num_blocks} "
                              f"blocks skipped, t={s.position:.2f}-{self.steps[last].position:.2f})")
                 k = last + 1
             else:
@@ -129,11 +147,11 @@ class Schedule:
 
     # ---------------------------------------------------------------------------------- JSON
     def to_json(self) -> dict:
-        return {"format": FORMAT, "version": VERSION, "name": self.name,
+        return {"format": FORMAT, "version": FORECAST_VERSION if self.forecasts else VERSION, "name": self.name,
                 "model": {"family": self.family, "num_blocks": self.num_blocks, "width": self.width},
                 "target_speedup": self.target_speedup, "predicted_speedup": self.predicted_speedup,
                 "predicted_error": self.predicted_error, "calibration": self.calibration,
-                "steps": [asdict(s) for s in self.steps]}
+                "steps": [_step_to_json(s) for s in self.steps]}
 
     @classmethod
     def from_json(cls, data, source: str = "schedule") -> "Schedule":
@@ -143,9 +161,9 @@ class Schedule:
             u.mapping(data, source)
             if data.get("format") != FORMAT:
                 raise ScheduleError(f"not a BlockDance schedule (expected a JSON object with \"format\": \"{FORMAT}\")")
-            if data.get("version") != VERSION:
+            if data.get("version") not in (VERSION, FORECAST_VERSION):
                 raise ScheduleError(f"schedule format version {u.show(data.get('version'))}; "
-                                    f"this pack reads version {VERSION}")
+                                    f"this pack reads versions {VERSION} and {FORECAST_VERSION}")
             model = u.mapping(data.get("model"), "model")
             num_blocks = u.integer(model.get("num_blocks"), "model.num_blocks", 1, MAX_BLOCKS)
             raw_steps = u.sequence(data.get("steps"), "steps", 1, MAX_STEPS)
@@ -176,14 +194,22 @@ class Schedule:
         return cls.from_json(data, path)
 
 
+def _step_to_json(step: ScheduleStep) -> dict:
+    out = asdict(step)
+    if not step.forecast:
+        del out["forecast"]   # a copying step reads the same in version 1
+    return out
+
+
 def _step_from_json(data, where: str, num_blocks: int) -> ScheduleStep:
     u = untrusted
     u.mapping(data, where)
     kind = u.text(data.get("kind"), f"{where}.kind", 16, KINDS)
     mode = u.text(data.get("mode", ""), f"{where}.mode", 16, ("", *MODES) if kind == "full" else MODES)
     cut = u.integer(data.get("cut", 0), f"{where}.cut", 0 if kind == "full" else 1, num_blocks)
+    forecast = u.text(data.get("forecast", ""), f"{where}.forecast", 16, ("", *LABELS))
     return ScheduleStep(u.number(data.get("position"), f"{where}.position", 0.0, 1.0),
-                        u.number(data.get("sigma"), f"{where}.sigma", 0.0, MAX_SIGMA), kind, cut, mode)
+                        u.number(data.get("sigma"), f"{where}.sigma", 0.0, MAX_SIGMA), kind, cut, mode, forecast)
 
 
 @dataclass(frozen=True)
@@ -198,6 +224,9 @@ class SchedulePolicy(StepPolicy):
 
     def start(self, timeline: Timeline, num_blocks: int) -> PolicyRun:
         return ScheduleRun(place(self.schedule, timeline), self.schedule)
+
+    def anchors(self, num_blocks: int) -> int:
+        return max([Forecast.parse(f).anchors for f in self.schedule.forecasts], default=1)
 
     def describe(self, num_blocks: int) -> dict:
         return {"schedule": self.schedule.name}
@@ -231,19 +260,26 @@ def place(schedule: Schedule, timeline: Timeline) -> List[StepAction]:
     """Each step of the run takes the action of the calibrated step whose stretch of the timeline
     holds it. A step caches when the run's next step falls on a calibrated reuse step (for that
     step's cut and mode); a reuse step continues only a group of the same cut and mode; the first
-    step never reuses. For the calibrated step count and scheduler this is the calibrated plan."""
+    step never reuses. A calibrated cache step with no reuse after it is a forecast's anchor: it
+    keeps its range when the schedule forecasts with that range. For the calibrated step count and
+    scheduler this is the calibrated plan."""
     positions = [s.position for s in schedule.steps]
+    anchored = {(s.cut, s.mode) for s in schedule.steps if s.forecast}
     actions: List[StepAction] = []
     group: Optional[Tuple[int, str, int]] = None   # (cut, mode, cache step)
     for k in range(timeline.num_steps):
         s = schedule.steps[_index_at(positions, timeline.positions[k])]
         if s.kind == "reuse" and group is not None and group[:2] == (s.cut, s.mode):
-            actions.append(reuse_step(range(s.cut), s.mode, group[2]))
+            forecast = Forecast.parse(s.forecast) if s.forecast else COPY
+            actions.append(reuse_step(range(s.cut), s.mode, group[2], forecast))
             continue
         nxt = _next_reuse(schedule, positions, timeline, k)
         if nxt is not None:
             actions.append(cache_step(range(nxt[0]), nxt[1]))
             group = (*nxt, k)
+        elif s.kind == "cache" and (s.cut, s.mode) in anchored:
+            actions.append(cache_step(range(s.cut), s.mode))
+            group = None
         else:
             actions.append(FULL)
             group = None

@@ -162,19 +162,29 @@ def _relax(target_row: np.ndarray, target_back: np.ndarray, row: np.ndarray, ski
 def predicted_error(measurement: Measurement, actions: Sequence[StepAction], weights: str = "dsigma") -> float:
     """The predicted error of any per-step plan (Plan.actions(), a policy's plan or a run's record),
     on the measured timeline: how search() scores plans, so that its ranking can be checked against
-    measured fidelity. Reuse steps skip a prefix of `cut` blocks."""
+    measured fidelity. Reuse steps skip a prefix of `cut` blocks; a forecasting one reads the anchors
+    the engine would keep (the last cache steps, those of its range)."""
+    from .forecast import COPY
+    from .probe import forecast_error
     if len(actions) != measurement.num_steps:
         raise ValueError(f"{len(actions)} steps given for a {measurement.num_steps}-step measurement")
     w = step_weights(measurement.timeline.sigmas, weights)
-    total, source, cache = 0.0, None, {}
+    total, source, cache, stores = 0.0, None, {}, []
     for k, action in enumerate(actions):
         cut, mode = action.blocks.stop, action.mode
         if action.kind is StepKind.REUSE:
             if cut not in measurement.features:
                 raise ValueError(f"cut {cut} was not measured (measured: {measurement.cuts})")
+            if action.forecast != COPY and stores and stores[-1][0] == source:
+                kept = stores[-action.forecast.anchors:]
+                anchors = [j for j, c, m in kept[:-1] if (c, m) == (cut, mode)] + [source]
+                total += w[k] * forecast_error(measurement, cut, mode, anchors, k, action.forecast)
+                continue
             if (cut, mode) not in cache:
                 cache[cut, mode] = measurement.reuse_error(cut, mode).double().numpy()
             total += w[k] * cache[cut, mode][source, k]
         else:
             source = k
+            if action.kind is StepKind.CACHE:
+                stores.append((k, cut, mode))
     return float(total)

@@ -2,7 +2,8 @@
 
 1. One uncached sampling run with the given KSampler inputs, watched by the probe at candidate cut
    points (blockdance_core.probe): its output is the reference.
-2. The exact search for the target speedup over the measured reuse errors (blockdance_core.search).
+2. The exact search for the target speedup over the measured reuse errors (blockdance_core.search;
+   with `forecast`, blockdance_core.forecast_search, where a group may also extrapolate).
 3. Two checks against the reference, in latent space: the schedule itself, and the uncached model
    at as many steps as cost the same or less. The report says which one is closer, so a user is never
    steered into the worse option (on some models and samplers no reuse placement beats fewer steps).
@@ -25,6 +26,8 @@ from ..blockdance_core.schedule import Schedule, SchedulePolicy
 from ..blockdance_core.heatmap import render
 from ..blockdance_core.probe import Measurement, ProbePolicy, candidate_cuts
 from ..blockdance_core.quality import latent_psnr
+from ..blockdance_core.forecast import Forecast
+from ..blockdance_core.forecast_search import search_with_forecasts
 from ..blockdance_core.search import Plan, search
 from .families import detect
 from .families.base import delta_reaches
@@ -32,6 +35,7 @@ from .patcher import apply_blockdance
 from .telemetry import receiving
 
 MODE_CHOICES = ("auto", *MODES)
+FORECAST_CHOICES = ("copy", "taylor1")   # what the search may choose for a group besides a copy
 
 
 @dataclass
@@ -77,7 +81,8 @@ class Calibration:
                    "on this model and sampler, prefer that over this schedule")
         return "\n".join([
             f"BlockDance schedule {s.name!r}: target {s.target_speedup:.2f}x, ideal {s.predicted_speedup:.2f}x "
-            f"({len(s.reuse_steps)}/{steps} steps reuse), modes {'/'.join(s.modes) or 'none'}",
+            f"({len(s.reuse_steps)}/{steps} steps reuse), modes {'/'.join(s.modes) or 'none'}"
+            + (f", forecasts {'/'.join(s.forecasts)} on {sum(1 for x in s.steps if x.forecast)} of them" if s.forecasts else ""),
             s.describe(),
             f"check on the calibration batch (latent PSNR against the uncached run): schedule "
             f"{_db(self.scheduled_psnr)}; {self.fewer_steps} steps instead of {steps} ({steps / self.fewer_steps:.2f}x) "
@@ -108,7 +113,10 @@ def search_options(model, mode: str) -> Tuple[Tuple[int, ...], Tuple[Tuple[int, 
 
 
 def calibrate(model, sampling: Sampling, target_speedup: float, mode: str = "auto", name: str = "calibrated",
-              on_step: Optional[Callable[[], None]] = None) -> Calibration:
+              on_step: Optional[Callable[[], None]] = None, forecast: str = "copy") -> Calibration:
+    if forecast not in FORECAST_CHOICES:
+        from ..blockdance_core import BlockDanceConfigError
+        raise BlockDanceConfigError(f"forecast={forecast!r}; allowed: {', '.join(FORECAST_CHOICES)}")
     cuts, options = search_options(model, mode)
     family = detect(model.get_model_object("diffusion_model"))
     clock = time.perf_counter()
@@ -117,8 +125,11 @@ def calibrate(model, sampling: Sampling, target_speedup: float, mode: str = "aut
     measurement = receiver.last.record.result.measurement()
     seconds = {"measuring run": time.perf_counter() - clock}
     clock = time.perf_counter()
-    plan = search(measurement, target_speedup, options)
-    schedule = _schedule(name, family.name, measurement, plan, sampling, mode)
+    if forecast == "copy":
+        plan = search(measurement, target_speedup, options)
+    else:
+        plan = search_with_forecasts(measurement, target_speedup, options, Forecast.parse(forecast))
+    schedule = _schedule(name, family.name, measurement, plan, sampling, mode, forecast)
     seconds["search"] = time.perf_counter() - clock
     clock = time.perf_counter()
     scheduled = sampling.run(apply_blockdance(model, SchedulePolicy(schedule), "schedule"), on_step=on_step)
@@ -134,8 +145,9 @@ def calibrate(model, sampling: Sampling, target_speedup: float, mode: str = "aut
 
 
 def _schedule(name: str, family: str, measurement: Measurement, plan: Plan, sampling: Sampling,
-              mode: str) -> Schedule:
+              mode: str, forecast: str = "copy") -> Schedule:
     rows = int(sampling.latent["samples"].shape[0])
     return Schedule.from_plan(name, family, measurement.width, measurement.timeline, plan, {
         "steps": sampling.steps, "sampler": sampling.sampler_name, "scheduler": sampling.scheduler,
-        "cfg": sampling.cfg, "seed": sampling.seed, "batch": rows, "mode": mode, "cuts": list(measurement.cuts)})
+        "cfg": sampling.cfg, "seed": sampling.seed, "batch": rows, "mode": mode, "cuts": list(measurement.cuts),
+        **({"forecast": forecast} if forecast != "copy" else {})})

@@ -14,6 +14,9 @@ MODEL_NAMES = ("Flux.1, Flux.2, Chroma, SD3 / SD3.5, Wan 2.1 / 2.2 (incl. VACE),
                "Lumina 2 / Z-Image, Cosmos Predict2")
 
 
+FORECAST_CHOICES = ("copy", "taylor1", "taylor2")   # the patch's own; a schedule may carry others
+
+
 class BlockDancePatch(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -49,18 +52,28 @@ class BlockDancePatch(io.ComfyNode):
                     "and prompt, which remaining steps reuse. Replaces the schedule and the settings above.")),
                 io.Float.Input("target_speedup", default=2.0, min=1.0, max=10.0, step=0.05, optional=True, tooltip=(
                     "With a policy: the compute budget it aims for (ideal speedup of the block stack).")),
+                io.Combo.Input("forecast", options=list(FORECAST_CHOICES), default="copy", optional=True, tooltip=(
+                    "What a reuse step continues from. copy: the cached features as they are (BlockDance). "
+                    "taylor1: a straight-line extrapolation (over sigma) from the last two computed steps, "
+                    "taylor2: a curve through the last three (TaylorSeer-style). Forecasting helps at high "
+                    "speedups (long gaps between computed steps, e.g. N >= 3 or depth near 1); at N = 2 and "
+                    "moderate depth copy is usually as close, and a forecast keeps one more cached tensor per "
+                    "extra step. A connected schedule decides this itself.")),
             ],
             outputs=[io.Model.Output(tooltip="A patched copy of the model; the input model is left unchanged.")],
             hidden=[io.Hidden.unique_id],
         )
 
     @classmethod
-    def validate_inputs(cls, depth=None, N=None, start_percent=None, end_percent=None) -> bool | str:
+    def validate_inputs(cls, depth=None, N=None, start_percent=None, end_percent=None,
+                        forecast=None) -> bool | str:
         """Named inputs only (no **kwargs, so core keeps its checks on the others); core skips its own
         min/max for these four, so their whole range is checked here. None = linked: checked when it runs."""
         try:
             if depth is not None:
                 check_depth(depth)
+            if forecast is not None and forecast not in FORECAST_CHOICES:
+                raise BlockDanceConfigError(f"forecast={forecast!r}; allowed: {', '.join(FORECAST_CHOICES)}")
             if N is not None and (isinstance(N, bool) or not isinstance(N, int) or not 1 <= N <= 100):
                 raise BlockDanceConfigError(f"N={N!r} must be an integer in [1, 100]: one cache step then N-1 "
                                             "reuse steps (N=1 = no reuse)")
@@ -76,7 +89,7 @@ class BlockDancePatch(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, mode, depth, N, start_percent, end_percent, schedule=None, policy=None,
-                target_speedup=2.0) -> io.NodeOutput:
+                target_speedup=2.0, forecast="copy") -> io.NodeOutput:
         hidden = getattr(cls, "hidden", None)
         node_id = hidden.unique_id if hidden is not None else None
         if policy is not None:
@@ -85,7 +98,7 @@ class BlockDancePatch(io.ComfyNode):
             policy, mode = SchedulePolicy(schedule), "/".join(schedule.modes) or "none"
         else:
             policy = GroupPolicy(BlockDanceConfig(mode=mode, depth=depth, N=N, start_percent=start_percent,
-                                                  end_percent=end_percent))
+                                                  end_percent=end_percent, forecast=forecast))
         return io.NodeOutput(apply_blockdance(model, policy, mode, node_id=node_id))
 
 

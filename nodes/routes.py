@@ -86,7 +86,8 @@ def _config(query: Mapping[str, str]) -> BlockDanceConfig:
             depth=_number(query, "depth", float),
             N=_number(query, "N", int, low=1, high=100),
             start_percent=_number(query, "start_percent", float),
-            end_percent=_number(query, "end_percent", float))
+            end_percent=_number(query, "end_percent", float),
+            forecast=query.get("forecast", "copy"))
     except BlockDanceConfigError as err:
         raise PreviewError(str(err)) from None
 

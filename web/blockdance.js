@@ -18,7 +18,7 @@ import { STYLE, MIN_WIDTH, STRIP_HEIGHT, createReportElement, createStripElement
 const PATCH = "BlockDancePatch";
 const LOADER = "BlockDanceScheduleLoader";
 const EVENT = "blockdance.run";
-const SETTINGS = ["mode", "depth", "N", "start_percent", "end_percent"];
+const SETTINGS = ["mode", "depth", "N", "start_percent", "end_percent", "forecast"];
 const REPORTING = ["BlockDanceCalibrate", "BlockDanceAdaTrain"];
 const REPORT_HEIGHT = 150;
 const REFRESH_MS = 300;
@@ -123,7 +123,7 @@ function currentInputs(node) {
   const sampler = fromRun ? null : findSampler(node);
   const query = sampler ? samplerQuery(sampler) : null;
   const settings = scheduleName ? { schedule_name: scheduleName }
-    : Object.fromEntries(SETTINGS.map((name) => [name, widgetValue(node, name)]));
+    : Object.fromEntries(SETTINGS.map((name) => [name, widgetValue(node, name)]).filter(([, v]) => v !== undefined));
   const key = JSON.stringify([settings, fromRun, sampler?.id ?? null, query, node.blockdance.numBlocks]);
   return { key, settings, fromRun, sampler, query };
 }

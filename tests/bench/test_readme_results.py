@@ -98,7 +98,7 @@ def test_settings_table_names_the_most_faithful_choice_per_speed_beside_fewer_st
                         "**lazycache reuse_threshold=0.1**: 45.0 dB; fewer steps 31.0 dB; patch window 30.0 dB |")
     # at 2.5x only the 2.5 schedule is fast enough; nothing reaches 2.5x otherwise
     assert "| 2.5x | **calibrated target_speedup=2.5**: 18.0 dB; patch window: not this fast |" in lines[5]
-    assert "calibrated schedule was the most faithful choice in 5 of 8 cells" in text
+    assert "calibrated schedule was the most faithful choice in 5 of 12 cells" in text
     assert "beat fewer steps in 0 of the 2 cells where both reach the speed" in text
 
 
@@ -118,3 +118,18 @@ def test_regenerating_from_the_committed_json_reproduces_docs_results_and_the_re
             assert f.read() == g.read(), written
     assert sorted(p.name for p in tmp_path.glob("*.png")) == [
         "pareto_hunyuan_image21.png", "pareto_wan21.png", "samples_hunyuan_image21.png", "samples_wan21.png"]
+
+
+def test_side_by_side_names_the_pack_best_row_each_peer_and_the_winner_per_speed():
+    from benchmarks.readme_results import side_by_side
+    rows = ROWS + [row("spectrum", 2.2, 41.0, alpha=0.75), row("taylorseer", 3.1, 30.0, interval=4),
+                   row("calibrated_forecast", 3.2, 33.0, target_speedup=4.0)]
+    lines = side_by_side(rows, "euler").splitlines()
+    assert lines[2] == "| speed | pack | Spectrum | TaylorSeer | EasyCache | LazyCache | fewer steps | winner |"
+    # 2x: Spectrum (2.2x, 41 dB) beats the pack's best row that fast (calibrated 2.0 at 2.05x, 40 dB)
+    assert lines[5] == ("| 2.0x | 40.0 (calibrated target_speedup=2.0, 2.05x) | 41.0 | 30.0 | none | 20.0 | none | "
+                        "Spectrum |")
+    # 3x: the forecasting schedule (3.2x, 33 dB) beats TaylorSeer (3.1x, 30 dB); nothing else is that fast
+    assert lines[6] == ("| 3.0x | 33.0 (calibrated_forecast target_speedup=4.0, 3.20x) | none | 30.0 | none | none | "
+                        "none | pack |")
+    assert lines[8] == "| 5.0x | none | none | none | none | none | none | none this fast |"

@@ -220,3 +220,18 @@ def test_heatmap_is_readable_at_preview_size_with_axes_legend_and_title():
     assert canvas.amax() > 0.9
     wide = torch.rand(24, 50)
     assert render(wide, list(range(1, 25)), None)[0].shape[1] >= 512
+
+
+def test_heatmap_draws_forecasting_reuse_steps_in_their_own_colour():
+    from dataclasses import replace as with_field
+    from blockdance_core import heatmap
+    from blockdance_core.forecast import Forecast
+    a = synthetic(seed=0)
+    actions = search(a, 1.5, [(2, "blockdance")]).actions()
+    forecast = [with_field(x, forecast=Forecast("taylor", 1)) if x.kind.value == "reuse" else x for x in actions]
+    copy_img = render(a.step_change(), a.cuts, actions, cell=8)[0]
+    fc_img = render(a.step_change(), a.cuts, forecast, cell=8)[0]
+    colour = torch.tensor(heatmap.OTHER_ACTION)
+    assert not (copy_img == colour).all(-1).any() and (fc_img == colour).all(-1).any()
+    legend = render(a.step_change(), a.cuts, forecast, num_blocks=2)[0]
+    assert (legend == colour).all(-1).any()

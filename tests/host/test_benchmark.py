@@ -10,7 +10,8 @@ pytestmark = pytest.mark.timing
 
 CONTRACT_KEYS = {"model", "method", "sampler", "params", "speedup", "ideal_speedup", "efficiency", "psnr_mean",
                  "psnr_min", "ssim", "cls_acc", "fd_cls", "predicted_error"}
-METHODS = {"baseline", "blockdance", "delta", "calibrated", "easycache", "lazycache", "fewer_steps", "ada", "gate"}
+METHODS = {"baseline", "blockdance", "delta", "calibrated", "calibrated_forecast", "spectrum", "taylorseer",
+           "easycache", "lazycache", "fewer_steps", "ada", "gate"}
 
 
 @pytest.fixture(scope="module")
@@ -104,3 +105,14 @@ def test_per_sample_rows_compare_ada_and_the_gate_with_the_static_schedule(quick
         assert 1.5 < gate["ideal_speedup"] <= 2.1 and gate["ideal_min"] <= gate["ideal_max"]
         assert ada["psnr_mean"] > 30 and ada["psnr_min"] <= ada["psnr_mean"]
         assert 0 < ada["policy_share"] < 0.01   # the policy adds well under 1% to a run
+
+
+def test_forecasting_rows_skip_work_and_are_scored(quick_results):
+    """The forecasting schedule and the peers (Spectrum, TaylorSeer) skip what they plan, stay finite
+    and get the calibration's predicted error, so the rank correlation covers forecasts too."""
+    rows, _ = quick_results
+    forecasting = [r for r in rows if r["method"] in ("calibrated_forecast", "spectrum", "taylorseer")]
+    assert {(r["method"], r["sampler"]) for r in forecasting} == {
+        (m, s) for m in ("calibrated_forecast", "spectrum", "taylorseer") for s in ("euler", "euler_ancestral")}
+    for r in forecasting:
+        assert r["ideal_speedup"] > 1.5 and math.isfinite(r["psnr_mean"]) and r["predicted_error"] is not None, r
