@@ -452,6 +452,12 @@ def test_a_node_added_from_search_shows_the_whole_headline(server, page):
             if attempt == 2:
                 raise
     new = page.evaluate(f"() => String(app.graph.nodes.find((n) => !{before}.includes(n.id)).id)")
+    # Newer frontends (1.58) add it as a ghost that follows the mouse until a click places it: place it,
+    # as a user does, so the canvas is not left dragging it.
+    if page.evaluate("() => app.canvas.state?.ghostNodeId != null"):
+        page.mouse.click(canvas[0] + canvas[2] * 0.5, canvas[1] + canvas[3] * 0.8)
+        page.wait_for_function("() => app.canvas.state.ghostNodeId == null && !app.canvas.state.draggingItems",
+                               timeout=5000)
     page.wait_for_timeout(600)
     patch = states(page)[new]
     assert patch["width"] >= 320 and patch["headlineFits"], patch
