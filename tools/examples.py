@@ -572,8 +572,17 @@ EXAMPLES = {
 }
 
 
+# The group's colour per model family, hues apart, so templates of different models tell apart at a
+# glance on the canvas and in their thumbnails (tests/host/test_workflows.py measures the thumbnails).
+FAMILY_COLORS = {"sd3": "#4a8a4a", "flux": "#a1309b", "wan": "#3f789e", "hunyuan_video": "#a83a3a",
+                 "ltxv": "#b58b2a", "qwen_image": "#2a9d9d", "pixart": "#777777"}
+
+
 def build(name: str) -> dict:
-    return EXAMPLES[name][0]().to_json()
+    builder, family = EXAMPLES[name]
+    workflow = builder().to_json()
+    workflow["groups"][0]["color"] = FAMILY_COLORS[family]
+    return workflow
 
 
 def path(name: str, ext: str = ".json") -> str:

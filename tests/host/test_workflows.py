@@ -11,6 +11,7 @@ import pytest
 
 sys.path.append(os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "browser"))
 import bd_server  # noqa: E402
+import bd_shots  # noqa: E402
 import bd_workflows  # noqa: E402
 from tools import examples  # noqa: E402
 
@@ -52,6 +53,29 @@ def test_every_example_is_covered_and_is_what_the_builder_writes():
     for name in examples.EXAMPLES:
         assert load(name) == json.loads(json.dumps(examples.build(name))), \
             f"{examples.path(name)} differs from tools/examples.py; run python -m tools.examples"
+
+
+THUMB_CARD = (160, 90)   # about the size the template browser shows a thumbnail at
+DIFFERENT = 4.0           # mean absolute pixel difference (0-255) between thumbnails of two models (the
+                          # canvas crops before issue 20 were 3.1 apart for SD3.5 and Qwen-Image; now 4.7 at least)
+
+
+def test_thumbnails_show_each_graph_and_differ_per_model():
+    """Issue 20 item 3: each thumbnail is its whole graph (the aspect of the box tests/browser/bd_shots.py
+    fits, so it was taken from the graph as it is now), and any two of different model families differ
+    at a glance (group colour, layout), measured at card size."""
+    from PIL import Image, ImageChops, ImageStat
+    small = {}
+    for name in examples.EXAMPLES:
+        with Image.open(examples.path(name, ".jpg")) as im:
+            _, _, w, h = bd_shots.graph_box(examples.build(name))
+            assert im.width == bd_shots.THUMB_WIDTH and abs(im.width / im.height - w / h) < 0.02, (name, im.size, w / h)
+            small[name] = im.convert("RGB").resize(THUMB_CARD)
+    for a in small:
+        for b in small:
+            if a < b and examples.EXAMPLES[a][1] != examples.EXAMPLES[b][1]:
+                diff = sum(ImageStat.Stat(ImageChops.difference(small[a], small[b])).mean) / 3
+                assert diff > DIFFERENT, f"the thumbnails of {a} and {b} look alike ({diff:.1f})"
 
 
 @pytest.mark.parametrize("name", sorted(examples.EXAMPLES))
