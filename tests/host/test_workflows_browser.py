@@ -9,9 +9,11 @@ BLOCKDANCE_FRONTEND_ROOTS (os.pathsep-separated), served with ComfyUI's --front-
 the newest comfyui-frontend-package there (.ci/run).
 
 Issue 20 (what a user sees) is checked from the frontend's own state: every template opened in both
-renderers with no overlapping nodes and a headline that fits; BlockDance Calibrate's report on the node
+renderers with no overlapping nodes and a headline that fits; the template browser's cards showing each
+template's title on one line and its thumbnail (a clean fitted crop of its graph, tests/browser/
+bd_shots.py); BlockDance Calibrate's report on the node
 and its heat map (>= 640 px) in Preview Image after a run; a node added from search at its default
-width with the whole headline visible; the strip passing wheel and drag to the canvas; no progress
+width with the whole headline visible; wheel and drag over the strip reaching the canvas; no progress
 text repeated under the strip; no deprecated graph API used by web/; tooltips on every input; the
 loaders' empty state; cell hover text before a run without placeholder block numbers; out-of-range
 settings marked on the node at validation.
