@@ -83,7 +83,7 @@ def _check_delta(policy: StepPolicy, family, blocks) -> None:
                 f"delta mode on {family.name} needs the cache point within the first {cuts_ok} of its "
                 f"{num_blocks} blocks (depth <= {cuts_ok / num_blocks:.2f}); the chosen depth puts it at "
                 f"block {last}, whose layout the block-0 input does not map onto. "
-                "Lower depth or use mode=blockdance.")
+                "Lower depth (front_size on BlockDance Delta-DiT) or use mode=blockdance.")
 
 
 def _remove_previous(patched, transformer_options) -> None:
