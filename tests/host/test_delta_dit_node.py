@@ -34,6 +34,8 @@ def test_registered_beside_the_other_nodes_with_a_tooltip_on_every_input(pack):
     assert {i.id: i.default for i in schema.inputs[1:]} == DEFAULTS   # the paper's settings
     assert [type(o) for o in schema.outputs] == [api.io.Model.Output]
     assert "0.6" in schema.description and "1.6x" in schema.description
+    required = cls.GET_NODE_INFO_V1()["input"]["required"]   # what object_info sends the frontend
+    assert list(required) == ["model", *DEFAULTS] and all(options[1]["tooltip"] for options in required.values())
 
 
 def test_the_papers_settings_skip_the_rear_then_the_front(pack, tm):

@@ -129,3 +129,21 @@ def test_vace_blocks_inside_a_rear_or_middle_range_skip_on_reuse(pack, vace, blo
     assert_finite(out)
     assert rel_err(out, uncached(vace)) < 0.1, rel_err(out, uncached(vace))
 
+
+
+@pytest.mark.parametrize("blocks", [range(3, 5), range(1, 4)])   # rear (single blocks), middle (across the join)
+def test_delta_over_a_range_with_a_controlnet_stays_as_close_as_without(pack, tiny, blocks):
+    """ControlNet residuals land after blocks inside the range: delta keeps only the range's own change,
+    so a reuse step's residuals are not counted twice (as for prefixes: test_host_robustness R2)."""
+    from test_host_robustness import residual_control, with_control
+    flux = tiny.build("flux", seed=0)
+    controlled = with_control(flux, residual_control(16, 128, inputs=2, outputs=3))
+    err = {}
+    for name, tm in (("plain", flux), ("controlnet", controlled)):
+        base = sample(flux.patcher, tm, steps=STEPS)
+        for mode in ("blockdance", "delta"):
+            out, record = sample_recorded(pack, apply(flux, range_policy(blocks, mode), mode), tm, steps=STEPS)
+            assert record.steps_reused == {1, 3, 5, 7, 9}
+            err[name, mode] = rel_err(out, base)
+    assert err["controlnet", "delta"] < 3 * err["plain", "delta"], err
+    assert err["controlnet", "delta"] < err["controlnet", "blockdance"] / 3, err
