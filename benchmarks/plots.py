@@ -10,7 +10,8 @@ from PIL import Image, ImageDraw
 from .reference import data
 
 COLORS = {"calibrated": (148, 103, 189), "blockdance": (214, 39, 40), "delta": (255, 127, 14), "easycache": (31, 119, 180),
-          "lazycache": (44, 160, 44), "fewer_steps": (120, 120, 120), "baseline": (0, 0, 0)}
+          "lazycache": (44, 160, 44), "fewer_steps": (120, 120, 120), "baseline": (0, 0, 0),
+          "delta_dit": (188, 189, 34)}
 PANEL_W, PANEL_H, MARGIN = 520, 380, 60
 
 

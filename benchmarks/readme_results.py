@@ -176,8 +176,9 @@ def verdict(summary: Dict[str, Dict[float, Optional[dict]]]) -> str:
 
 def settings_section(models: List[tuple]) -> str:
     """What to pick for speed x fidelity, read off the benchmark: per speed and (model, sampler) the
-    most faithful configuration measured at least that fast, beside the best fewer-steps run and the
-    best setting of BlockDance Patch's own window at least that fast. `models`: (label, rows) pairs."""
+    most faithful configuration measured at least that fast, beside the best fewer-steps run, the
+    best setting of BlockDance Patch's own window and the best Spectrum and TaylorSeer rows at least
+    that fast. `models`: (label, rows) pairs."""
     columns = []
     for label, rows in models:
         batched = [r for r in rows if not r.get("per_sample")]
@@ -198,6 +199,10 @@ def settings_section(models: List[tuple]) -> str:
             parts = [f"**{best['label']}**: {fmt(best['psnr_mean'])} dB" if best else "nothing this fast"]
             parts.append(f"fewer steps {fmt(fewer['psnr_mean'])} dB" if fewer else "")
             parts.append(f"patch window {fmt(window['psnr_mean'])} dB" if window else "patch window: not this fast")
+            for name, methods in PEERS[:2]:   # the forecasting peers, whether or not they win
+                peer = winner([r for r in rows if r["method"] in methods], t)
+                if peer and peer is not best:
+                    parts.append(f"{name} {fmt(peer['psnr_mean'])} dB")
             cells.append("; ".join(p for p in parts if p))
         out.append(f"| {t}x | " + " | ".join(cells) + " |")
     cells_total = len(USER_SPEEDS) * len(columns)

@@ -38,6 +38,7 @@ from .calibrate_reference import calibration_inputs, schedule_path
 from .comfy_env import load_pack
 from .tiny_models import load_via_unet_loader
 from .configs import Config, Workload, evaluate, make_workload, sample, time_in_lockstep
+from .delta_dit import delta_dit_configs
 from .measure import BlockCounter, node, patch, record_of, recorded_runs
 from .per_instance import per_instance_rows
 from .reference import classifier as digit_classifier
@@ -82,6 +83,7 @@ def build_configs(pack, model, steps: int, quick: bool, sampler: str, model_name
         for th in thresholds:
             params = {"reuse_threshold": th, "start_percent": 0.15, "end_percent": 0.95}
             configs.append(Config(method, params, steps, cls.execute(model, th, 0.15, 0.95, False).result[0]))
+    configs += delta_dit_configs(pack, model, steps)
     return configs
 
 

@@ -31,7 +31,7 @@ from .budget import blocks_to_save
 from .actions import StepAction, StepKind, cache_step
 from .forecast import COPY, Forecast, weights
 from .probe import Measurement
-from .search import BudgetUnreachable, Group, Plan, group_extents, lower, step_weights
+from .search import BudgetUnreachable, Group, Plan, group_extents, lower, option_range, step_weights
 
 FORECAST_VALUES = 2048
 FORECAST_CUTS = 4          # forecasts are searched for the deepest cuts (where high speedups reuse)
@@ -57,7 +57,7 @@ class ForecastPlan(Plan):
                 for k in g.reuse_steps:
                     out[k] = replace(out[k], forecast=forecast)
             if g.anchor is not None and out[g.anchor].kind is StepKind.FULL:
-                out[g.anchor] = cache_step(range(g.cut), g.mode)
+                out[g.anchor] = cache_step(range(g.start, g.cut), g.mode)
         return out
 
     def forecasts(self) -> List[str]:
@@ -107,19 +107,20 @@ def search_with_forecasts(measurement: Measurement, target_speedup: float, optio
     total = S * L
     need = blocks_to_save(total, target_speedup)
     w = step_weights(measurement.timeline.sigmas, weights_kind)
-    deepest = sorted({c for c, _ in options})[-forecast_cuts:] if forecast != COPY and forecast_cuts > 0 else []
-    anchorable = [o for o in options if o[0] in deepest]            # options whose cache steps are anchors
+    prefixes = [o for o in options if option_range(o)[0] == 0]      # forecasts: prefix ranges only
+    deepest = sorted({o[0] for o in prefixes})[-forecast_cuts:] if forecast != COPY and forecast_cuts > 0 else []
+    anchorable = [o for o in prefixes if o[0] in deepest]            # options whose cache steps are anchors
     slot = {o: FIRST_OPTION + i for i, o in enumerate(anchorable)}
     copy_errors = {}
-    for c, m in options:
-        e = measurement.reuse_error(c, m).double().numpy()
+    for o in options:
+        e = measurement.range_error(*option_range(o)).double().numpy()
         e[:, :earliest] = np.inf
-        copy_errors[(c, m)] = e * w[None, :]
+        copy_errors[o] = e * w[None, :]
     forecast_errors_by = {}
-    for c, m in anchorable:
-        e = forecast_errors(measurement, c, m, forecast)
+    for o in anchorable:
+        e = forecast_errors(measurement, o[0], o[1], forecast)
         e[:, :, :earliest] = np.inf
-        forecast_errors_by[(c, m)] = e * w[None, None, :]
+        forecast_errors_by[o] = e * w[None, None, :]
     moves = [(o, COPY) for o in options] + [(o, forecast) for o in anchorable]
     A = FIRST_OPTION + len(anchorable)
     best = np.full((S + 1, S + 1, A, total + 1), np.inf)
@@ -136,7 +137,8 @@ def search_with_forecasts(measurement: Measurement, target_speedup: float, optio
         _relax_from(best[p + 1, p + 1, LONE_STEP], back[p + 1, p + 1, LONE_STEP], merged, origin, 0, 0.0, p, -1)
         for mi, (o, f) in enumerate(moves):
             if f == COPY:
-                _group_moves(best, back, copy_errors[o][p], merged, origin, p, mi, o[0], slot.get(o, NO_ANCHOR), total)
+                _group_moves(best, back, copy_errors[o][p], merged, origin, p, mi, _skips(o), slot.get(o, NO_ANCHOR),
+                             total)
         # A forecast reads the previous computed step q, which must hold its range: a lone step (kept for
         # it) or the cache step of a group of the same cut and mode.
         for qi in range(1, p + 1):
@@ -151,22 +153,28 @@ def search_with_forecasts(measurement: Measurement, target_speedup: float, optio
     final = best[S, :, :, need:]
     if not np.isfinite(final).any():
         raise BudgetUnreachable(f"no reuse plan reaches {target_speedup:.2f}x with the measured cuts "
-                                f"{sorted({c for c, _ in options})}")
+                                f"{sorted({o[0] for o in options})}")
     qi, a, s = (int(v) for v in np.unravel_index(int(np.argmin(final)), final.shape))
     s += need
     groups, p = [], S
     while p > 0:
         prev, prev_qi, prev_a, mi = (int(v) for v in back[p, qi, a, s])
         if mi >= 0:
-            (c, m), f = moves[mi]
+            o, f = moves[mi]
+            start, c, m = option_range(o)
             if f == COPY:
-                err, anchor = float(copy_errors[(c, m)][prev, prev + 1:p].sum()), None
+                err, anchor = float(copy_errors[o][prev, prev + 1:p].sum()), None
             else:
-                err, anchor = float(forecast_errors_by[(c, m)][prev_qi, prev, prev + 1:p].sum()), prev_qi - 1
-            groups.append(ForecastGroup(prev, p - 1, c, m, err, f, anchor))
-            s -= (p - 1 - prev) * c
+                err, anchor = float(forecast_errors_by[o][prev_qi, prev, prev + 1:p].sum()), prev_qi - 1
+            groups.append(ForecastGroup(prev, p - 1, c, m, err, start, forecast=f, anchor=anchor))
+            s -= (p - 1 - prev) * (c - start)
         p, qi, a = prev, prev_qi, prev_a
     return ForecastPlan(tuple(reversed(groups)), S, L, target_speedup)
+
+
+def _skips(option: tuple) -> int:
+    start, cut, _ = option_range(option)
+    return cut - start
 
 
 def _group_moves(best, back, e, row, origin, p: int, mi: int, cut: int, lands_in: int, total: int) -> None:

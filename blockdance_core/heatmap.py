@@ -5,8 +5,9 @@ The grid: columns are sampling steps (axis "step", numbered from 1), rows are cu
 depth", blocks skipped, the deepest at the top); a cell's colour is how much the output at that depth
 changed from the previous step (log scale, the legend below gives the values: dark = stable, bright
 = moving). The chosen schedule is drawn on it: a reuse step outlines the blocks it skips (from the
-bottom row up to its cut) in its action's colour (copy = the paper's BlockDance reuse, delta; any
-other action, e.g. a forecast, gets its own colour), a cache step gets a tick above its column. A
+bottom row up to its cut; a range that starts after block 0, from its first block up) in its
+action's colour (copy = the paper's BlockDance reuse, delta; any other action, e.g. a forecast,
+gets its own colour), a cache step gets a tick above its column. A
 title (e.g. the predicted error beside fewer steps) goes on top.
 
 Pure torch, no plotting library: text is drawn with a built-in 5 x 7 bitmap font (upper case; lower
@@ -178,8 +179,9 @@ def render(change: torch.Tensor, cuts: Sequence[int], actions: Optional[Sequence
             mid = (x0 + x1) // 2
             image[y_grid - tick_h + 2:y_grid - 2, max(x0, mid - 1):min(x1, mid + 1)] = torch.tensor(TEXT)
         elif kind == "reuse":
-            covered = sum(1 for c in cuts if c <= cut)                             # rows inside the skipped range
-            y1 = y_grid + grid_h
+            below = sum(1 for c in cuts if c <= action.blocks.start)               # rows under the range's start
+            covered = sum(1 for c in cuts if action.blocks.start < c <= cut)        # rows inside the skipped range
+            y1 = y_grid + grid_h - below * ch
             _rect(image, x0, y1 - covered * ch, x1, y1, colour, width=2 if min(cw, ch) >= 8 else 1)
     if cell is not None:
         return image.unsqueeze(0)

@@ -68,7 +68,7 @@ class ProbeRun(PolicyRun):
         self.observes_inputs = frozenset({0})
         self._block0: Dict[int, Any] = {}           # step -> this forward's block-0 input (full, transient)
         self._rows: Dict[Tuple[int, int], Tuple[int, List[torch.Tensor], List[torch.Tensor]]] = {}
-        self._picks: Dict[Tuple[int, int], torch.Tensor] = {}
+        self._picks: Dict[int, torch.Tensor] = {}
         self.width: Optional[int] = None
 
     def decide(self, seen: Observation) -> StepAction:
@@ -89,7 +89,7 @@ class ProbeRun(PolicyRun):
             if to_stage is not None and _layout(base) != _layout(block_output):
                 base = to_stage(base)
             feat, base = _flatten(block_output), _flatten(base)
-            pick = self._pick(c, feat.shape[1])
+            pick = self._pick(feat.shape[1])
             kept = self._rows.get((c, step))
             if kept is None or kept[0] != evaluation:   # a later evaluation of the step replaces it (Heun)
                 kept = self._rows[(c, step)] = (evaluation, [], [])
@@ -98,15 +98,16 @@ class ProbeRun(PolicyRun):
         if index == max(self.cuts) - 1:
             self._block0.pop(step, None)
 
-    def _pick(self, cut: int, size: int) -> torch.Tensor:
-        key = (cut, size)
-        if key not in self._picks:
+    def _pick(self, size: int) -> torch.Tensor:
+        """The values kept of a state of `size` values per row: the same ones at every cut of one layout,
+        so the change a block range makes (F_c - F_a) is measured value by value."""
+        if size not in self._picks:
             if size <= self.max_values:
-                self._picks[key] = torch.arange(size)
+                self._picks[size] = torch.arange(size)
             else:
-                g = torch.Generator().manual_seed(1000 + cut)
-                self._picks[key] = torch.randperm(size, generator=g)[:self.max_values].sort().values
-        return self._picks[key]
+                g = torch.Generator().manual_seed(1000 + size)
+                self._picks[size] = torch.randperm(size, generator=g)[:self.max_values].sort().values
+        return self._picks[size]
 
     def measurement(self) -> "Measurement":
         steps = self.timeline.num_steps
@@ -157,6 +158,26 @@ class Measurement:
                 predicted = base[j + 1:] + (feat[j] - base[j])
             else:
                 predicted = feat[j].expand_as(feat[j + 1:])
+            errors[j, j + 1:] = ((predicted - feat[j + 1:]).abs().sum(-1) / norm[j + 1:]).mean(-1)
+        return errors
+
+    def range_error(self, start: int, cut: int, mode: str) -> torch.Tensor:
+        """[steps, steps]: E[j, k] for a group that skips blocks start..cut-1 (start 0: reuse_error). A
+        range after block 0 reuses in delta mode: at step k its input F_start(k) plus the change the
+        range made at the cache step, F_cut(j) - F_start(j)."""
+        if start == 0:
+            return self.reuse_error(cut, mode)
+        if mode != "delta" or start not in self.features or cut not in self.features:
+            raise ValueError(f"blocks {start}..{cut - 1}: a range after block 0 needs delta mode and both ends "
+                             f"measured (measured cuts: {self.cuts})")
+        first, feat = self.features[start], self.features[cut]
+        if first.shape != feat.shape:
+            raise ValueError(f"blocks {start}..{cut - 1} cross a change of layout; measure within one stage")
+        steps = feat.shape[0]
+        norm = feat.abs().sum(-1).clamp_min(1e-12)
+        errors = torch.full((steps, steps), math.inf)
+        for j in range(steps - 1):
+            predicted = first[j + 1:] + (feat[j] - first[j])
             errors[j, j + 1:] = ((predicted - feat[j + 1:]).abs().sum(-1) / norm[j + 1:]).mean(-1)
         return errors
 

@@ -36,6 +36,9 @@ MAX_STEPS = 10000            # BlockDance Calibrate's (and KSampler's) largest s
 MAX_BLOCKS = 10000
 MAX_BYTES = 4 * 2**20        # a 10,000-step schedule takes about 1 MB
 MAX_SIGMA = 1e6
+# Positions are saved to 6 decimals; a run's own step lies within half of that of its saved value
+# (the host's positions are already rounded so; a core timeline's need not be).
+STORED_EPS = 5e-7 + POSITION_EPS
 
 
 class ScheduleError(untrusted.FieldError):
@@ -50,6 +53,7 @@ class ScheduleStep:
     cut: int = 0        # blocks 0..cut-1 skipped by the group this step caches for or reuses in
     mode: str = ""      # blockdance / delta, for cache and reuse steps
     forecast: str = ""  # reuse steps: "" (copy) or the forecast they make (forecast.LABELS)
+    start: int = 0      # the range's first block: blocks start..cut-1 (0: a prefix; Delta-DiT's rear ranges)
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,9 @@ class Schedule:
             if s.kind != "full" and (s.mode not in MODES or not 1 <= s.cut <= self.num_blocks):
                 raise ScheduleError(f"{where}: {s.kind} needs a mode in {MODES} and a cut in 1..{self.num_blocks}, "
                                     f"got mode={s.mode!r} cut={s.cut!r}")
+            if s.start and (s.kind == "full" or not 0 <= s.start < s.cut):
+                raise ScheduleError(f"{where}: start {s.start!r} needs a cache or reuse step and 0 <= start < cut "
+                                    f"({s.cut!r})")
             if not 0.0 <= s.position <= 1.0:
                 raise ScheduleError(f"{where}: position {s.position!r} is outside [0, 1]")
             if k and s.position < self.steps[k - 1].position:
@@ -95,7 +102,7 @@ class Schedule:
         the positions of the measured run's timeline."""
         steps = tuple(ScheduleStep(round(timeline.positions[k], 6), round(timeline.sigmas[k], 6), a.kind.value,
                                    a.blocks.stop, a.mode if a.kind is not StepKind.FULL else "",
-                                   a.forecast.label if a.forecast != COPY else "")
+                                   a.forecast.label if a.forecast != COPY else "", a.blocks.start)
                       for k, a in enumerate(plan.actions()))
         return cls(name, family, plan.num_blocks, width, steps, plan.target_speedup, round(plan.ideal_speedup, 4),
                    round(plan.predicted_error, 6), dict(calibration or {}))
@@ -103,6 +110,11 @@ class Schedule:
     @property
     def modes(self) -> Tuple[str, ...]:
         return tuple(sorted({s.mode for s in self.steps if s.kind != "full"}))
+
+    @property
+    def ranges(self) -> Tuple[Tuple[int, int, str], ...]:
+        """(start, cut, mode) of every range its cache and reuse steps keep or skip."""
+        return tuple(sorted({(s.start, s.cut, s.mode) for s in self.steps if s.kind != "full"}))
 
     @property
     def forecasts(self) -> Tuple[str, ...]:
@@ -123,8 +135,10 @@ class Schedule:
                 while last + 1 < len(self.steps) and self.steps[last + 1].kind == "reuse":
                     last += 1
                 how = f"{s.mode}, {self.steps[last].forecast}" if last > k and self.steps[last].forecast else s.mode
-                lines.append(f"steps {k + 1}-{last} reuse after step {k} ({how}, {s.cut}/{self.num_blocks} "
-                             f"blocks skipped, t={s.position:.2f}-{self.steps[last].position:.2f})")
+                skipped = (f"{s.cut}/{self.num_blocks} blocks skipped" if not s.start else
+                           f"blocks {s.start}-{s.cut - 1} of {self.num_blocks} skipped")
+                lines.append(f"steps {k + 1}-{last} reuse after step {k} ({how}, {skipped}, "
+                             f"t={s.position:.2f}-{self.steps[last].position:.2f})")
                 k = last + 1
             else:
                 k += 1
@@ -147,7 +161,8 @@ class Schedule:
 
     # ---------------------------------------------------------------------------------- JSON
     def to_json(self) -> dict:
-        return {"format": FORMAT, "version": FORECAST_VERSION if self.forecasts else VERSION, "name": self.name,
+        newer = self.forecasts or any(s.start for s in self.steps)
+        return {"format": FORMAT, "version": FORECAST_VERSION if newer else VERSION, "name": self.name,
                 "model": {"family": self.family, "num_blocks": self.num_blocks, "width": self.width},
                 "target_speedup": self.target_speedup, "predicted_speedup": self.predicted_speedup,
                 "predicted_error": self.predicted_error, "calibration": self.calibration,
@@ -196,8 +211,9 @@ class Schedule:
 
 def _step_to_json(step: ScheduleStep) -> dict:
     out = asdict(step)
-    if not step.forecast:
-        del out["forecast"]   # a copying step reads the same in version 1
+    for name in ("forecast", "start"):
+        if not out[name]:
+            del out[name]   # a copying prefix step reads the same in version 1
     return out
 
 
@@ -208,8 +224,10 @@ def _step_from_json(data, where: str, num_blocks: int) -> ScheduleStep:
     mode = u.text(data.get("mode", ""), f"{where}.mode", 16, ("", *MODES) if kind == "full" else MODES)
     cut = u.integer(data.get("cut", 0), f"{where}.cut", 0 if kind == "full" else 1, num_blocks)
     forecast = u.text(data.get("forecast", ""), f"{where}.forecast", 16, ("", *LABELS))
+    start = u.integer(data.get("start", 0), f"{where}.start", 0, max(0, cut - 1))
     return ScheduleStep(u.number(data.get("position"), f"{where}.position", 0.0, 1.0),
-                        u.number(data.get("sigma"), f"{where}.sigma", 0.0, MAX_SIGMA), kind, cut, mode, forecast)
+                        u.number(data.get("sigma"), f"{where}.sigma", 0.0, MAX_SIGMA), kind, cut, mode, forecast,
+                        start)
 
 
 @dataclass(frozen=True)
@@ -219,8 +237,7 @@ class SchedulePolicy(StepPolicy):
     name = "schedule"
 
     def ranges(self, num_blocks: int):
-        found = {(s.cut, s.mode) for s in self.schedule.steps if s.kind != "full"}
-        return tuple((range(c), m) for c, m in sorted(found)) or ((range(1), "blockdance"),)
+        return tuple((range(a, c), m) for a, c, m in self.schedule.ranges) or ((range(1), "blockdance"),)
 
     def start(self, timeline: Timeline, num_blocks: int) -> PolicyRun:
         return ScheduleRun(place(self.schedule, timeline), self.schedule)
@@ -259,26 +276,26 @@ class ScheduleRun(PlannedRun):
 def place(schedule: Schedule, timeline: Timeline) -> List[StepAction]:
     """Each step of the run takes the action of the calibrated step whose stretch of the timeline
     holds it. A step caches when the run's next step falls on a calibrated reuse step (for that
-    step's cut and mode); a reuse step continues only a group of the same cut and mode; the first
+    step's range and mode); a reuse step continues only a group of the same range and mode; the first
     step never reuses. A calibrated cache step with no reuse after it is a forecast's anchor: it
     keeps its range when the schedule forecasts with that range. For the calibrated step count and
     scheduler this is the calibrated plan."""
     positions = [s.position for s in schedule.steps]
-    anchored = {(s.cut, s.mode) for s in schedule.steps if s.forecast}
+    anchored = {_range_of(s) for s in schedule.steps if s.forecast}
     actions: List[StepAction] = []
-    group: Optional[Tuple[int, str, int]] = None   # (cut, mode, cache step)
+    group: Optional[Tuple[Tuple[int, int, str], int]] = None   # ((start, cut, mode), cache step)
     for k in range(timeline.num_steps):
         s = schedule.steps[_index_at(positions, timeline.positions[k])]
-        if s.kind == "reuse" and group is not None and group[:2] == (s.cut, s.mode):
+        if s.kind == "reuse" and group is not None and group[0] == _range_of(s):
             forecast = Forecast.parse(s.forecast) if s.forecast else COPY
-            actions.append(reuse_step(range(s.cut), s.mode, group[2], forecast))
+            actions.append(reuse_step(range(s.start, s.cut), s.mode, group[1], forecast))
             continue
         nxt = _next_reuse(schedule, positions, timeline, k)
         if nxt is not None:
-            actions.append(cache_step(range(nxt[0]), nxt[1]))
-            group = (*nxt, k)
-        elif s.kind == "cache" and (s.cut, s.mode) in anchored:
-            actions.append(cache_step(range(s.cut), s.mode))
+            actions.append(cache_step(range(nxt[0], nxt[1]), nxt[2]))
+            group = (nxt, k)
+        elif s.kind == "cache" and _range_of(s) in anchored:
+            actions.append(cache_step(range(s.start, s.cut), s.mode))
             group = None
         else:
             actions.append(FULL)
@@ -286,14 +303,18 @@ def place(schedule: Schedule, timeline: Timeline) -> List[StepAction]:
     return actions
 
 
+def _range_of(step: ScheduleStep) -> Tuple[int, int, str]:
+    return step.start, step.cut, step.mode
+
+
 def _index_at(positions: List[float], p: float) -> int:
     """The last calibrated step at or before position p (positions are sorted); the first if none."""
-    return max(0, bisect.bisect_right(positions, p + POSITION_EPS) - 1)
+    return max(0, bisect.bisect_right(positions, p + STORED_EPS) - 1)
 
 
-def _next_reuse(schedule: Schedule, positions: List[float], timeline: Timeline, k: int) -> Optional[Tuple[int, str]]:
-    """(cut, mode) when the run's next step falls on a calibrated reuse step, else None."""
+def _next_reuse(schedule: Schedule, positions: List[float], timeline: Timeline, k: int) -> Optional[Tuple[int, int, str]]:
+    """(start, cut, mode) when the run's next step falls on a calibrated reuse step, else None."""
     if k + 1 >= timeline.num_steps:
         return None
     s = schedule.steps[_index_at(positions, timeline.positions[k + 1])]
-    return (s.cut, s.mode) if s.kind == "reuse" else None
+    return _range_of(s) if s.kind == "reuse" else None

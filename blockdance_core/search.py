@@ -28,9 +28,15 @@ from .probe import Measurement
 class Group:
     cache_step: int
     last_step: int      # the group's last reuse step
-    cut: int            # blocks 0..cut-1 skipped on its reuse steps
+    cut: int            # blocks start..cut-1 skipped on its reuse steps
     mode: str
     error: float        # predicted (weighted) error of its reuse steps
+    start: int = 0      # the range's first block (0: a prefix, BlockDance's own case)
+
+    @property
+    def skipped(self) -> int:
+        """Blocks each of its reuse steps skips."""
+        return self.cut - self.start
 
     @property
     def reuse_steps(self) -> range:
@@ -46,7 +52,7 @@ class Plan:
 
     @property
     def skipped(self) -> int:
-        return sum(len(g.reuse_steps) * g.cut for g in self.groups)
+        return sum(len(g.reuse_steps) * g.skipped for g in self.groups)
 
     @property
     def ideal_speedup(self) -> float:
@@ -61,9 +67,9 @@ class Plan:
         """The plan as the engine runs it: one StepAction per step (a plan has this one type)."""
         out = [FULL] * self.num_steps
         for g in self.groups:
-            out[g.cache_step] = cache_step(range(g.cut), g.mode)
+            out[g.cache_step] = cache_step(range(g.start, g.cut), g.mode)
             for k in g.reuse_steps:
-                out[k] = reuse_step(range(g.cut), g.mode, g.cache_step)
+                out[k] = reuse_step(range(g.start, g.cut), g.mode, g.cache_step)
         return out
 
 
@@ -94,10 +100,17 @@ def group_extents(e, p: int, cut: int, total: int):
         yield last, skip, cumulative
 
 
-def search(measurement: Measurement, target_speedup: float, options: Sequence[Tuple[int, str]] = (),
+def option_range(option: tuple) -> Tuple[int, int, str]:
+    """(first block, cut, mode) of a search option: (cut, mode) skips the prefix 0..cut-1 (BlockDance),
+    (cut, mode, start) the range start..cut-1 (Delta-DiT's rear or middle ranges; delta mode)."""
+    return (option[2] if len(option) > 2 else 0), option[0], option[1]
+
+
+def search(measurement: Measurement, target_speedup: float, options: Sequence[tuple] = (),
            weights: str = "dsigma", earliest: int = 1) -> Plan:
     """The plan of least predicted error whose ideal speedup is at least `target_speedup`.
-    options: the (cut, mode) pairs a group may use (default: every measured cut in both modes);
+    options: the (cut, mode) pairs a group may use (default: every measured cut in both modes), or
+    (cut, mode, start) for a range that starts after block 0 (option_range);
     earliest: the first step that may reuse (a policy deciding at step rho cannot reuse before it)."""
     if not target_speedup >= 1.0:
         raise ValueError(f"target_speedup={target_speedup!r} must be >= 1.0")
@@ -106,8 +119,10 @@ def search(measurement: Measurement, target_speedup: float, options: Sequence[Tu
     need = blocks_to_save(total, target_speedup)
     options = tuple(options) or tuple((c, m) for m in MODES for c in measurement.cuts)
     w = step_weights(measurement.timeline.sigmas, weights)
-    errors: Dict[Tuple[int, str], np.ndarray] = {
-        (c, m): measurement.reuse_error(c, m).double().numpy() * w[None, :] for c, m in options}
+    errors: Dict[tuple, np.ndarray] = {}
+    for option in options:
+        start, cut, mode = option_range(option)
+        errors[option] = measurement.range_error(start, cut, mode).double().numpy() * w[None, :]
     for e in errors.values():
         e[:, :earliest] = np.inf
     best = np.full((S + 1, total + 1), np.inf)
@@ -120,21 +135,22 @@ def search(measurement: Measurement, target_speedup: float, options: Sequence[Tu
             continue
         _relax(best[p + 1], back[p + 1], row, 0, 0.0, (p, -1))   # step p computes, nothing reused
         for oi, option in enumerate(options):
-            for last, skip, cumulative in group_extents(errors[option][p], p, option[0], total):
+            start, cut, _ = option_range(option)
+            for last, skip, cumulative in group_extents(errors[option][p], p, cut - start, total):
                 _relax(best[last + 1], back[last + 1], row, skip, cumulative, (p, oi))
     final = best[S, need:]
     if not np.isfinite(final).any():
         raise BudgetUnreachable(f"no reuse plan reaches {target_speedup:.2f}x with the measured cuts "
-                                f"{sorted({c for c, _ in options})}")
+                                f"{sorted({o[0] for o in options})}")
     s = need + int(np.argmin(final))
     groups, p = [], S
     while p > 0:
         prev, oi = (int(v) for v in back[p, s])
         if oi >= 0:
-            c, mode = options[oi]
-            err = float(errors[(c, mode)][prev, prev + 1:p].sum())
-            groups.append(Group(prev, p - 1, c, mode, err))
-            s -= (p - 1 - prev) * c
+            start, c, mode = option_range(options[oi])
+            err = float(errors[options[oi]][prev, prev + 1:p].sum())
+            groups.append(Group(prev, p - 1, c, mode, err, start))
+            s -= (p - 1 - prev) * (c - start)
         p = prev
     return Plan(tuple(reversed(groups)), S, L, target_speedup)
 
@@ -180,9 +196,10 @@ def predicted_error(measurement: Measurement, actions: Sequence[StepAction], wei
                 anchors = [j for j, c, m in kept[:-1] if (c, m) == (cut, mode)] + [source]
                 total += w[k] * forecast_error(measurement, cut, mode, anchors, k, action.forecast)
                 continue
-            if (cut, mode) not in cache:
-                cache[cut, mode] = measurement.reuse_error(cut, mode).double().numpy()
-            total += w[k] * cache[cut, mode][source, k]
+            first = action.blocks.start
+            if (first, cut, mode) not in cache:
+                cache[first, cut, mode] = measurement.range_error(first, cut, mode).double().numpy()
+            total += w[k] * cache[first, cut, mode][source, k]
         else:
             source = k
             if action.kind is StepKind.CACHE:

@@ -5,11 +5,13 @@ from . import paths
 from . import routes  # noqa: F401  (adds GET /blockdance/plan to a running ComfyUI server)
 from . import ada_training, calibration, families, patcher, telemetry  # noqa: F401 (tools import them)
 from .patch_node import BlockDancePatch
+from .delta_dit_node import BlockDanceDeltaDiT
 from .ada_nodes import BlockDanceAdaLoader, BlockDanceAdaTrain
 from .schedule_nodes import BlockDanceCalibrate, BlockDanceScheduleLoader
 
 paths.register()
-NODES = [BlockDancePatch, BlockDanceCalibrate, BlockDanceScheduleLoader, BlockDanceAdaLoader, BlockDanceAdaTrain]
+NODES = [BlockDancePatch, BlockDanceCalibrate, BlockDanceScheduleLoader, BlockDanceAdaLoader, BlockDanceAdaTrain,
+         BlockDanceDeltaDiT]
 
 
 class BlockDanceExtension(ComfyExtension):

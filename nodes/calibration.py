@@ -36,6 +36,7 @@ from .telemetry import receiving
 
 MODE_CHOICES = ("auto", *MODES)
 FORECAST_CHOICES = ("copy", "taylor1")   # what the search may choose for a group besides a copy
+RANGE_CHOICES = ("front", "front and rear")   # which block ranges a group may skip (Delta-DiT's rear ranges)
 
 
 @dataclass
@@ -97,27 +98,34 @@ def _db(value: float) -> str:
     return "identical" if math.isinf(value) else f"{value:.1f} dB"
 
 
-def search_options(model, mode: str) -> Tuple[Tuple[int, ...], Tuple[Tuple[int, str], ...]]:
-    """The cuts to measure and the (cut, mode) pairs the search may use: delta only where the
-    block-0 input maps onto the cut's layout."""
+def search_options(model, mode: str, ranges: str = "front") -> Tuple[Tuple[int, ...], Tuple[tuple, ...]]:
+    """The cuts to measure and the options the search may use: (cut, mode) prefixes, delta only where
+    the block-0 input maps onto the cut's layout; with rear ranges also (last, "delta", start) for every
+    measured start whose range stays within the last block's stage (blockdance.search.option_range)."""
+    from ..blockdance_core import BlockDanceConfigError
     if mode not in MODE_CHOICES:
-        from ..blockdance_core import BlockDanceConfigError
         raise BlockDanceConfigError(f"mode={mode!r}; allowed: {', '.join(MODE_CHOICES)}")
+    if ranges not in RANGE_CHOICES:
+        raise BlockDanceConfigError(f"ranges={ranges!r}; allowed: {', '.join(RANGE_CHOICES)}")
     diffusion_model = model.get_model_object("diffusion_model")
     family = detect(diffusion_model)
     blocks = family.blocks(diffusion_model)
     cuts = candidate_cuts(len(blocks))
     modes = MODES if mode == "auto" else (mode,)
     options = tuple((c, m) for m in modes for c in cuts if m == "blockdance" or delta_reaches(blocks, c))
+    if ranges != "front" and "delta" in modes:
+        last, stage = len(blocks), blocks[-1][0]
+        options += tuple((last, "delta", a) for a in cuts if a < last and blocks[a - 1][0] is stage)
     return cuts, options
 
 
 def calibrate(model, sampling: Sampling, target_speedup: float, mode: str = "auto", name: str = "calibrated",
-              on_step: Optional[Callable[[], None]] = None, forecast: str = "copy") -> Calibration:
+              on_step: Optional[Callable[[], None]] = None, forecast: str = "copy",
+              ranges: str = "front") -> Calibration:
     if forecast not in FORECAST_CHOICES:
         from ..blockdance_core import BlockDanceConfigError
         raise BlockDanceConfigError(f"forecast={forecast!r}; allowed: {', '.join(FORECAST_CHOICES)}")
-    cuts, options = search_options(model, mode)
+    cuts, options = search_options(model, mode, ranges)
     family = detect(model.get_model_object("diffusion_model"))
     clock = time.perf_counter()
     probed, receiver = receiving(apply_blockdance(model, ProbePolicy(cuts), "probe"))
@@ -129,7 +137,7 @@ def calibrate(model, sampling: Sampling, target_speedup: float, mode: str = "aut
         plan = search(measurement, target_speedup, options)
     else:
         plan = search_with_forecasts(measurement, target_speedup, options, Forecast.parse(forecast))
-    schedule = _schedule(name, family.name, measurement, plan, sampling, mode, forecast)
+    schedule = _schedule(name, family.name, measurement, plan, sampling, mode, forecast, ranges)
     seconds["search"] = time.perf_counter() - clock
     clock = time.perf_counter()
     scheduled = sampling.run(apply_blockdance(model, SchedulePolicy(schedule), "schedule"), on_step=on_step)
@@ -145,9 +153,9 @@ def calibrate(model, sampling: Sampling, target_speedup: float, mode: str = "aut
 
 
 def _schedule(name: str, family: str, measurement: Measurement, plan: Plan, sampling: Sampling,
-              mode: str, forecast: str = "copy") -> Schedule:
+              mode: str, forecast: str = "copy", ranges: str = "front") -> Schedule:
     rows = int(sampling.latent["samples"].shape[0])
     return Schedule.from_plan(name, family, measurement.width, measurement.timeline, plan, {
         "steps": sampling.steps, "sampler": sampling.sampler_name, "scheduler": sampling.scheduler,
         "cfg": sampling.cfg, "seed": sampling.seed, "batch": rows, "mode": mode, "cuts": list(measurement.cuts),
-        **({"forecast": forecast} if forecast != "copy" else {})})
+        **({"forecast": forecast} if forecast != "copy" else {}), **({"ranges": ranges} if ranges != "front" else {})})

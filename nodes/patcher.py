@@ -64,19 +64,26 @@ def _latent_channels(model):
 
 
 def _check_delta(policy: StepPolicy, family, blocks) -> None:
-    """Refuse delta where the range's input does not map onto its last block's layout."""
+    """Refuse delta where the range's input does not map onto its last block's layout: a range within
+    one stage always maps (same layout); one that crosses into a later stage needs that stage to map."""
     num_blocks = len(blocks)
     for block_range, mode in policy.ranges(num_blocks):
         if mode != "delta":
             continue
-        last = block_range[-1]
-        if not delta_reaches(blocks, last + 1):
+        first, last = block_range[0], block_range[-1]
+        if first > 0 and blocks[first][0] is not blocks[last][0] and not blocks[last][0].delta_ok:
+            raise BlockDanceConfigError(
+                f"delta mode on {family.name} cannot skip blocks {first}..{last}: they run from its "
+                f"{blocks[first][0].container} into its {blocks[last][0].container}, whose layout the input of "
+                f"block {first} does not map onto. Keep the range within one of the two (a smaller size) or use "
+                "mode=blockdance.")
+        if first == 0 and not delta_reaches(blocks, last + 1):
             cuts_ok = max((c for c in range(1, num_blocks + 1) if delta_reaches(blocks, c)), default=0)
             raise BlockDanceConfigError(
                 f"delta mode on {family.name} needs the cache point within the first {cuts_ok} of its "
                 f"{num_blocks} blocks (depth <= {cuts_ok / num_blocks:.2f}); the chosen depth puts it at "
                 f"block {last}, whose layout the block-0 input does not map onto. "
-                "Lower depth or use mode=blockdance.")
+                "Lower depth (front_size on BlockDance Delta-DiT) or use mode=blockdance.")
 
 
 def _remove_previous(patched, transformer_options) -> None:

@@ -9,7 +9,7 @@ from comfy_api.latest import io, ui
 
 from ..blockdance_core.schedule import Schedule
 from . import paths
-from .calibration import FORECAST_CHOICES, MODE_CHOICES, Sampling, calibrate
+from .calibration import FORECAST_CHOICES, MODE_CHOICES, RANGE_CHOICES, Sampling, calibrate
 from .types import Schedule as ScheduleType, sampling_inputs, schema
 
 
@@ -43,6 +43,10 @@ class BlockDanceCalibrate(io.ComfyNode):
                     "group extrapolate (a straight line over sigma through its cache step and the computed "
                     "step before it) where its measurement predicts that is closer; it pays at high target "
                     "speedups (about 3x and more) and changes little below 2x.")),
+                io.Combo.Input("ranges", options=list(RANGE_CHOICES), default="front", optional=True, tooltip=(
+                    "front: a group skips the first blocks (BlockDance). front and rear: a group may also skip "
+                    "the last blocks in delta mode (Delta-DiT's rear ranges) where the measurement predicts "
+                    "that is closer at the same compute; the search is slower.")),
             ],
             outputs=[
                 ScheduleType.Output(display_name="schedule", tooltip="Connect to BlockDance Patch's schedule input."),
@@ -57,20 +61,22 @@ class BlockDanceCalibrate(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, filename_prefix=None, forecast=None) -> bool | str:   # no **kwargs: core keeps its checks
+    def validate_inputs(cls, filename_prefix=None, forecast=None, ranges=None) -> bool | str:   # named: core checks the rest
         if forecast is not None and forecast not in FORECAST_CHOICES:
             return f"forecast={forecast!r}; allowed: {', '.join(FORECAST_CHOICES)}"
+        if ranges is not None and ranges not in RANGE_CHOICES:
+            return f"ranges={ranges!r}; allowed: {', '.join(RANGE_CHOICES)}"
         return paths.prefix_problem(filename_prefix, ".json") or True
 
     @classmethod
     def execute(cls, model, positive, negative, latent_image, seed, steps, cfg, sampler_name, scheduler, mode,
-                target_speedup, filename_prefix="", forecast="copy") -> io.NodeOutput:
+                target_speedup, filename_prefix="", forecast="copy", ranges="front") -> io.NodeOutput:
         paths.check_prefix(filename_prefix, ".json")   # before the measuring run, not after it
         sampling = Sampling(positive, negative, latent_image, seed, steps, cfg, sampler_name, scheduler)
         progress = comfy.utils.ProgressBar(3 * steps)
         name = os.path.basename(filename_prefix) if filename_prefix else f"calibrated-{target_speedup:g}x"
         result = calibrate(model, sampling, target_speedup, mode, name, on_step=lambda: progress.update(1),
-                           forecast=forecast)
+                           forecast=forecast, ranges=ranges)
         progress.update_absolute(3 * steps)
         report = result.report
         if filename_prefix:

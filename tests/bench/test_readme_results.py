@@ -133,3 +133,11 @@ def test_side_by_side_names_the_pack_best_row_each_peer_and_the_winner_per_speed
     assert lines[6] == ("| 3.0x | 33.0 (calibrated_forecast target_speedup=4.0, 3.20x) | none | 30.0 | none | none | "
                         "none | pack |")
     assert lines[8] == "| 5.0x | none | none | none | none | none | none | none this fast |"
+
+
+def test_settings_cells_name_the_forecasting_peers_beside_the_winner():
+    from benchmarks.readme_results import settings_section
+    rows = ROWS + [row("spectrum", 2.2, 39.0, alpha=0.75), row("taylorseer", 1.3, 33.0, interval=4)]
+    line = settings_section([("Tiny", rows)]).splitlines()[2]   # 1.2x
+    assert line.startswith("| 1.2x | **calibrated target_speedup=2.0**: 40.0 dB;")
+    assert "Spectrum 39.0 dB; TaylorSeer 33.0 dB" in line

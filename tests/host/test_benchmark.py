@@ -11,7 +11,7 @@ pytestmark = pytest.mark.timing
 CONTRACT_KEYS = {"model", "method", "sampler", "params", "speedup", "ideal_speedup", "efficiency", "psnr_mean",
                  "psnr_min", "ssim", "cls_acc", "fd_cls", "predicted_error"}
 METHODS = {"baseline", "blockdance", "delta", "calibrated", "calibrated_forecast", "spectrum", "taylorseer",
-           "easycache", "lazycache", "fewer_steps", "ada", "gate"}
+           "easycache", "lazycache", "fewer_steps", "ada", "gate", "delta_dit"}
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +75,18 @@ def test_reuse_rows_skip_work_and_stay_close(quick_results):
             costs = {round(16 / c["ideal_speedup_fidelity"]) for c in rows
                      if c["sampler"] == r["sampler"] and c["method"] not in ("baseline", "fewer_steps")}
             assert r["params"]["steps"] in costs and r["params"]["steps"] < 16, r
+
+
+def test_delta_dit_rows_match_their_compute_and_stay_close(quick_results):
+    """The paper's stage-adaptive rule and, at the same compute, front-only and rear-only reuse: N=2 over
+    all 16 steps reuses 8 of them, each skipping 18 of the 24 blocks (ideal 384 / 240 = 1.6x)."""
+    rows, _ = quick_results
+    for sampler in ("euler", "euler_ancestral"):
+        mine = {r["params"]["boundary"]: r for r in rows if r["method"] == "delta_dit" and r["sampler"] == sampler}
+        assert set(mine) == {0.6, 0.0, 1.0}
+        for r in mine.values():
+            assert r["ideal_speedup"] == pytest.approx(1.6, abs=1e-3) and r["predicted_error"] is None, r
+            assert r["psnr_mean"] < math.inf and (sampler != "euler" or r["psnr_mean"] > 15), r   # 19.9-20.0 dB measured
 
 
 def test_reference_model_is_a_stock_wan_with_24_blocks(comfy):

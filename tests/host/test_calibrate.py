@@ -91,3 +91,32 @@ def test_an_all_full_schedule_is_bit_identical(pack, wan):
                                1.0, 1.0, 0.0)
     assert torch.equal(sample(with_schedule(pack, wan.patcher, full), wan, steps=10),
                        sample(wan.patcher, wan, steps=10))
+
+
+def test_calibrate_may_choose_rear_ranges_and_patch_skips_exactly_them(pack, wan):
+    """ranges = "front and rear": the search is offered Delta-DiT's rear ranges (within the last
+    stage, delta); whatever it picks, the patched run skips exactly the blocks the schedule names."""
+    calibration = pack.nodes.calibration
+    _, options = calibration.search_options(wan.patcher, "auto", "front and rear")
+    rear = [o for o in options if len(o) == 3]
+    assert rear and all(o[0] == 8 and o[1] == "delta" and 0 < o[2] < 8 for o in rear)
+    assert all(len(o) == 2 for o in calibration.search_options(wan.patcher, "blockdance", "front and rear")[1])
+    schedule, _, report = calibrate(pack, wan, target=2.0, ranges="front and rear")
+    assert schedule.predicted_speedup >= 2.0 and schedule.calibration["ranges"] == "front and rear"
+    patched = with_schedule(pack, wan.patcher, schedule)
+    counter = BlockCounter(patched.get_model_object("diffusion_model"), ["blocks"])
+    try:
+        out, record = sample_recorded(pack, patched, wan, steps=10, cfg=2.0, seed=3)
+    finally:
+        counter.close()
+    assert torch.isfinite(out).all() and sorted(record.steps_reused) == schedule.reuse_steps
+    runs = [10] * 8
+    for s in schedule.steps:
+        if s.kind == "reuse":
+            for b in range(s.start, s.cut):
+                runs[b] -= 1
+    assert counter.counts == runs
+
+
+def test_a_bad_ranges_choice_is_a_validation_error(pack):
+    assert "allowed: front, front and rear" in node(pack, "BlockDanceCalibrate").validate_inputs(ranges="rear")

@@ -117,3 +117,30 @@ def test_the_forecasting_peers_skip_every_block_on_the_steps_they_leave_out(pack
         assert record.steps_reused == skipped
         assert all(record.steps[k].blocks_skipped == wan.num_blocks * record.steps[k].calls for k in skipped)
         assert record.steps_forecast == {k for k in skipped if sum(computes[:k]) > 1}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_family_follows_a_forecasting_schedule(pack, tiny, family):
+    """A saved schedule whose reuse steps forecast (as Calibrate writes with forecast=taylor1),
+    through Patch's schedule input: its reuse steps forecast, finite and close to uncached."""
+    import sys
+    schedule_mod = sys.modules[f"{PACK_MODULE}.blockdance_core.schedule"]
+    families = sys.modules[f"{PACK_MODULE}.nodes.families"]
+    tm = tiny.build(family, seed=0, **size(family))
+    mode = "delta" if family != "hidream" else "blockdance"
+    name = families.detect(tm.patcher.get_model_object("diffusion_model")).name
+    cut = max(1, tm.num_blocks // 2)
+    kinds = "FFCRCRCRCRFF"
+    base, plain = sample_recorded(pack, forecast_patch(pack, tm.patcher, "copy", N=1), tm, steps=12)
+    positions = [s.position for s in plain.steps]   # the run's own timeline (shifted models are not k / 12)
+    steps = tuple(schedule_mod.ScheduleStep(positions[k], 1 - k / 12, {"F": "full", "C": "cache", "R": "reuse"}[c],
+                                            0 if c == "F" else cut, "" if c == "F" else mode,
+                                            "taylor1" if c == "R" else "")
+                  for k, c in enumerate(kinds))
+    schedule = schedule_mod.Schedule("forecasting", name, tm.num_blocks, 0, steps, 1.5, 1.5, 0.0)
+    patched = node(pack, "BlockDancePatch").execute(tm.patcher, "blockdance", 0.75, 2, 0.4, 0.95,
+                                                    schedule=schedule).result[0]
+    out, record = sample_recorded(pack, patched, tm, steps=12)
+    assert_finite(out)
+    assert record.steps_reused == {3, 5, 7, 9} and record.steps_forecast == {5, 7, 9}   # step 3: one anchor, a copy
+    assert rel_err(out, base) < 0.1, rel_err(out, base)

@@ -1,0 +1,84 @@
+"""The "BlockDance Delta-DiT" node: MODEL -> MODEL with Delta-DiT's stage-adaptive block reuse.
+
+A companion to BlockDance Patch rather than more inputs on it: its rule (rear range early, front range
+late) has settings of its own that would sit unused beside the Patch node's depth."""
+from __future__ import annotations
+
+from comfy_api.latest import io
+
+from ..blockdance_core import MODES, BlockDanceConfigError
+from ..blockdance_core.stage_policy import StageAdaptivePolicy
+from .patcher import apply_blockdance
+from .types import schema
+
+PAPER = StageAdaptivePolicy()   # the defaults are the paper's (PixArt-alpha, 20 steps)
+
+
+class BlockDanceDeltaDiT(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return schema("BlockDanceDeltaDiT", "BlockDance Delta-DiT",
+            description=(
+                "Delta-DiT's stage-adaptive reuse (Chen et al. 2024): early in sampling the rear blocks (detail, "
+                "not formed yet) are skipped on reuse steps, after the boundary the front blocks (outline, settled "
+                "by then). Each reuse step adds the change the skipped blocks made at their group's cache step to "
+                "their current input (Delta-Cache). Defaults are the paper's: boundary 0.6 (step 12 of 20), N=2, "
+                "0.75 of the blocks; about 1.6x on the block stack. The paper's clearest gain over other caches is on "
+                "4-step consistency models at a mild 1.12x; on the pack's two reference "
+                "models it was no closer than front-only reuse at the same compute, so compare it with BlockDance "
+                "Patch and with fewer steps. It patches a copy of the model: use it instead of BlockDance Patch."),
+            inputs=[
+                io.Model.Input("model", tooltip="The diffusion transformer to speed up."),
+                io.Float.Input("boundary", default=PAPER.boundary, min=0.0, max=1.0, step=0.01, tooltip=(
+                    "The point of the sampling timeline (0 = first step, 1 = end, as ComfyUI's start_percent) where "
+                    "reuse moves from the rear blocks to the front blocks. 0 = front only, 1 = rear only. The paper: "
+                    "0.6 (step 12 of 20).")),
+                io.Float.Input("rear_size", default=PAPER.rear_size, min=0.01, max=1.0, step=0.01, tooltip=(
+                    "Before the boundary: the fraction of the block stack, counted from its end, skipped on a reuse "
+                    "step, in (0, 1]. The paper: 0.75 (21 of PixArt's 28 blocks).")),
+                io.Float.Input("front_size", default=PAPER.front_size, min=0.01, max=1.0, step=0.01, tooltip=(
+                    "From the boundary on: the fraction of the block stack, counted from its start, skipped on a "
+                    "reuse step, in (0, 1]. The paper: 0.75.")),
+                io.Int.Input("N", default=PAPER.N, min=1, max=100, tooltip=(
+                    "Group size: one full (cache) step, then N-1 reuse steps. N=1 turns reuse off and reproduces the "
+                    "unpatched model exactly. The paper: 2.")),
+                io.Float.Input("start_percent", default=PAPER.start_percent, min=0.0, max=1.0, step=0.01, tooltip=(
+                    "Reuse starts at this point of the sampling timeline; steps before it are computed in full. The "
+                    "paper reuses from the start (0).")),
+                io.Float.Input("end_percent", default=PAPER.end_percent, min=0.0, max=1.0, step=0.01, tooltip=(
+                    "Reuse stops at this point of the sampling timeline; steps from it on are computed in full. The "
+                    "paper reuses to the end (1).")),
+                io.Combo.Input("mode", options=list(MODES), default=PAPER.mode, tooltip=(
+                    "delta (the paper's Delta-Cache): add the change the skipped blocks made at the cache step to "
+                    "their current input, so this step's latent still flows through. blockdance: reuse their cached "
+                    "output as is.")),
+            ],
+            outputs=[io.Model.Output(tooltip="A patched copy of the model; the input model is left unchanged.")],
+            hidden=[io.Hidden.unique_id],
+        )
+
+    @classmethod
+    def validate_inputs(cls, boundary=None, rear_size=None, front_size=None, N=None, start_percent=None,
+                        end_percent=None) -> bool | str:
+        """Named inputs only (no **kwargs, so core keeps its checks on the others); core skips its own
+        min/max for these, so their whole range is checked here. None = linked: checked when it runs."""
+        given = dict(boundary=boundary, rear_size=rear_size, front_size=front_size, N=N,
+                     start_percent=start_percent, end_percent=end_percent)
+        # a linked input is stood in for by a value that never makes a given one wrong
+        standins = dict(boundary=0.5, rear_size=0.5, front_size=0.5, N=1, start_percent=0.0, end_percent=1.0)
+        try:
+            if N is not None and (isinstance(N, bool) or not isinstance(N, int) or not 1 <= N <= 100):
+                raise BlockDanceConfigError(f"N={N!r} must be an integer in [1, 100]: one cache step then N-1 "
+                                            "reuse steps (N=1 = no reuse)")
+            StageAdaptivePolicy(**{k: standins[k] if v is None else v for k, v in given.items()})
+        except BlockDanceConfigError as err:
+            return str(err)
+        return True
+
+    @classmethod
+    def execute(cls, model, boundary, rear_size, front_size, N, start_percent, end_percent, mode) -> io.NodeOutput:
+        hidden = getattr(cls, "hidden", None)
+        node_id = hidden.unique_id if hidden is not None else None
+        policy = StageAdaptivePolicy(boundary=boundary, rear_size=rear_size, front_size=front_size, N=N,
+                                     start_percent=start_percent, end_percent=end_percent, mode=mode)
+        return io.NodeOutput(apply_blockdance(model, policy, mode, node_id=node_id))
