@@ -201,6 +201,9 @@ class Graph:
 
 TITLE_H, GAP = 30, 40   # a node's title bar (drawn above pos) and the space kept between stacked nodes
 ROW_H, VUE_HEADER = 32, 40   # Nodes 2.0: per socket row / widget, and its header
+# What web/ adds below a node's widgets (the strip; the report box, 150 px, and optional inputs an
+# example leaves at their defaults, which the frontend still draws as widgets).
+DOM_WIDGET_HEIGHT = {"BlockDancePatch": 130, "BlockDanceCalibrate": 230, "BlockDanceAdaTrain": 230}
 
 
 def vue_height(node) -> int:
@@ -209,7 +212,7 @@ def vue_height(node) -> int:
     if node["type"] in ("Note", "PreviewImage", "SaveImage", "SaveVideo", "PreviewAny", "CLIPTextEncode"):
         return node["size"][1]
     rows = max(len(node["inputs"]), len(node["outputs"])) + len(node["widgets_values"])
-    extra = 130 if node["type"] == "BlockDancePatch" else 0   # the strip
+    extra = DOM_WIDGET_HEIGHT.get(node["type"], 0)
     return max(node["size"][1], VUE_HEADER + ROW_H * rows + extra)
 
 
