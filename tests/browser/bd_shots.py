@@ -9,7 +9,7 @@ are off through bd_browser.SETTINGS, so the crop holds the graph only.
 from __future__ import annotations
 
 THUMB_WIDTH = 640
-SHOT_VIEWPORT = {"width": 2400, "height": 1500}
+SHOT_VIEWPORT = {"width": 2400, "height": 1900}
 MARGIN = 24   # screen px kept free around the fitted graph
 PAD = 16   # graph units of canvas shown around it
 

@@ -204,7 +204,8 @@ def test_example_loads_in_the_frontend(server, page, name):
     # Issue 20 item 3: the thumbnail is the whole graph, fitted and clean (no canvas overlays in it).
     thumb = os.path.join(page.artifacts, f"thumbnail_{name}.png")
     fitted = bd_shots.fitted_graph_shot(page, wf, thumb)
-    assert fitted["scale"] >= 0.75 and page.evaluate(OVERLAYS_SHOWN) == [], fitted
+    # Zoomed in enough that nodes draw in full (LiteGraph simplifies them below 0.6).
+    assert fitted["scale"] >= 0.7 and page.evaluate(OVERLAYS_SHOWN) == [], fitted
     if UPDATE_DOCS and page.pinned:
         bd_shots.write_thumbnail(thumb, examples.path(name, ".jpg"))
     with nodes_2(page, len(wf["nodes"])):
