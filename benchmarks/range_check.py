@@ -9,17 +9,12 @@ Prints which ranges the second one picked, its predicted error beside the first'
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
-import torch
-
 from . import protocol
-from .calibrate_reference import calibration_inputs
-from .comfy_env import load_pack
+from .held_out import held_out
 from .measure import node, record_of, recorded_runs
 from .metrics import psnr_per_image
-from .tiny_models import load_via_unet_loader
 
 
 def main(argv=None) -> int:
@@ -30,21 +25,15 @@ def main(argv=None) -> int:
     parser.add_argument("--targets", type=float, nargs="*", default=[1.5, 2.0, 3.0])
     parser.add_argument("--per-class", type=int, default=2)
     args = parser.parse_args(argv)
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    pack = load_pack()
+    h = held_out(args.model, args.per_class)
+    pack, model, ref_model, labels = h.pack, h.model, h.ref_model, h.labels
+    positive, negative, latent = h.positive, h.negative, h.latent
     import comfy.sample
-    ref_model = models.get(args.model)
-    model = load_via_unet_loader(ref_model.weights)
-    contexts = ref_model.load_class_contexts()
-    positive, negative, latent = calibration_inputs(ref_model, contexts)
-    labels = torch.tensor(protocol.EVAL_CLASSES).repeat_interleave(args.per_class)
-    eval_latent = comfy.sample.fix_empty_latent_channels(model, ref_model.empty_latent(len(labels)))
-    noise = comfy.sample.prepare_noise(eval_latent, protocol.EVAL_SEED)
 
     def run(m):
         with recorded_runs(pack) as reports:
-            out = comfy.sample.sample(m, noise, protocol.STEPS, protocol.CFG, args.sampler, protocol.SCHEDULER,
-                                      [[contexts[labels], {}]], negative, eval_latent, disable_pbar=True,
+            out = comfy.sample.sample(m, h.noise, protocol.STEPS, protocol.CFG, args.sampler, protocol.SCHEDULER,
+                                      h.eval_positive, negative, h.eval_latent, disable_pbar=True,
                                       seed=protocol.EVAL_SEED)
         return ref_model.from_latent(out.detach()), (record_of(reports, m) if reports else None)
 

@@ -10,17 +10,13 @@ Fidelity is the PSNR of the decoded digits. Ideal speedups are from block execut
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
-import torch
-
 from . import protocol
-from .calibrate_reference import calibration_inputs, schedule_path
-from .comfy_env import load_pack
+from .calibrate_reference import schedule_path
+from .held_out import held_out
 from .measure import node, record_of, recorded_runs
 from .metrics import psnr_per_image
-from .tiny_models import load_via_unet_loader
 
 SETTINGS = (  # name, steps, sampler, scheduler, cfg
     ("euler 20 steps", 20, "euler", "simple", 2.0),
@@ -43,17 +39,11 @@ def main(argv=None) -> int:
     parser.add_argument("--target", type=float, default=2.0)
     parser.add_argument("--per-class", type=int, default=2)
     args = parser.parse_args(argv)
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    pack = load_pack()
+    h = held_out(args.model, args.per_class)
+    pack, model, ref_model, labels = h.pack, h.model, h.ref_model, h.labels
+    positive, negative, latent, eval_latent, noise = h.positive, h.negative, h.latent, h.eval_latent, h.noise
     import comfy.sample
-    ref_model = models.get(args.model)
-    model = load_via_unet_loader(ref_model.weights)
-    contexts = ref_model.load_class_contexts()
-    positive, negative, latent = calibration_inputs(ref_model, contexts)
-    labels = torch.tensor(protocol.EVAL_CLASSES).repeat_interleave(args.per_class)
-    eval_latent = comfy.sample.fix_empty_latent_channels(model, ref_model.empty_latent(len(labels)))
-    noise = comfy.sample.prepare_noise(eval_latent, protocol.EVAL_SEED)
-    eval_pos, eval_neg = [[contexts[labels], {}]], negative
+    eval_pos, eval_neg = h.eval_positive, negative
     Schedule = pack.blockdance_core.schedule.Schedule
     shipped = Schedule.load(schedule_path(args.model, "euler", args.target))
     patch_with = lambda s: node(pack, "BlockDancePatch").execute(model, "blockdance", 0.75, 2, 0.4, 0.95,

@@ -64,6 +64,16 @@ def check_forecast(forecast) -> None:
             "K + 1 computed steps)")
 
 
+MAX_GROUP = 100   # the nodes' largest N
+
+
+def check_group_size(N) -> None:
+    """N as the nodes take it: an integer in [1, MAX_GROUP]."""
+    if isinstance(N, bool) or not isinstance(N, int) or not 1 <= N <= MAX_GROUP:
+        raise BlockDanceConfigError(f"N={N!r} must be an integer in [1, {MAX_GROUP}]: one cache step then N-1 "
+                                    "reuse steps (N=1 = no reuse)")
+
+
 def check_depth(depth) -> None:
     if isinstance(depth, bool) or not isinstance(depth, (int, float)) or not (0.0 < float(depth) <= 1.0):
         raise BlockDanceConfigError(

@@ -7,11 +7,18 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from ..blockdance_core import MODES, BlockDanceConfigError
+from ..blockdance_core.config import check_group_size
 from ..blockdance_core.stage_policy import StageAdaptivePolicy
 from .patcher import apply_blockdance
 from .types import schema
 
 PAPER = StageAdaptivePolicy()   # the defaults are the paper's (PixArt-alpha, 20 steps)
+
+
+def _size_input(name: str, default: float, when: str, counted_from: str) -> io.Float.Input:
+    return io.Float.Input(name, default=default, min=0.01, max=1.0, step=0.01, tooltip=(
+        f"{when}: the fraction of the block stack, counted from its {counted_from}, skipped on a reuse step, "
+        "in (0, 1]. The paper: 0.75 (21 of PixArt's 28 blocks)."))
 
 
 class BlockDanceDeltaDiT(io.ComfyNode):
@@ -33,12 +40,8 @@ class BlockDanceDeltaDiT(io.ComfyNode):
                     "The point of the sampling timeline (0 = first step, 1 = end, as ComfyUI's start_percent) where "
                     "reuse moves from the rear blocks to the front blocks. 0 = front only, 1 = rear only. The paper: "
                     "0.6 (step 12 of 20).")),
-                io.Float.Input("rear_size", default=PAPER.rear_size, min=0.01, max=1.0, step=0.01, tooltip=(
-                    "Before the boundary: the fraction of the block stack, counted from its end, skipped on a reuse "
-                    "step, in (0, 1]. The paper: 0.75 (21 of PixArt's 28 blocks).")),
-                io.Float.Input("front_size", default=PAPER.front_size, min=0.01, max=1.0, step=0.01, tooltip=(
-                    "From the boundary on: the fraction of the block stack, counted from its start, skipped on a "
-                    "reuse step, in (0, 1]. The paper: 0.75.")),
+                _size_input("rear_size", PAPER.rear_size, "Before the boundary", "end"),
+                _size_input("front_size", PAPER.front_size, "From the boundary on", "start"),
                 io.Int.Input("N", default=PAPER.N, min=1, max=100, tooltip=(
                     "Group size: one full (cache) step, then N-1 reuse steps. N=1 turns reuse off and reproduces the "
                     "unpatched model exactly. The paper: 2.")),
@@ -67,9 +70,8 @@ class BlockDanceDeltaDiT(io.ComfyNode):
         # a linked input is stood in for by a value that never makes a given one wrong
         standins = dict(boundary=0.5, rear_size=0.5, front_size=0.5, N=1, start_percent=0.0, end_percent=1.0)
         try:
-            if N is not None and (isinstance(N, bool) or not isinstance(N, int) or not 1 <= N <= 100):
-                raise BlockDanceConfigError(f"N={N!r} must be an integer in [1, 100]: one cache step then N-1 "
-                                            "reuse steps (N=1 = no reuse)")
+            if N is not None:
+                check_group_size(N)
             StageAdaptivePolicy(**{k: standins[k] if v is None else v for k, v in given.items()})
         except BlockDanceConfigError as err:
             return str(err)

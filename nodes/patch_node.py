@@ -4,7 +4,7 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from ..blockdance_core import DEFAULTS, MODES, BlockDanceConfig, BlockDanceConfigError, GroupPolicy
-from ..blockdance_core.config import check_depth
+from ..blockdance_core.config import check_depth, check_group_size
 from ..blockdance_core.schedule import SchedulePolicy
 from .patcher import apply_blockdance
 from .types import Policy, Schedule, schema
@@ -74,9 +74,8 @@ class BlockDancePatch(io.ComfyNode):
                 check_depth(depth)
             if forecast is not None and forecast not in FORECAST_CHOICES:
                 raise BlockDanceConfigError(f"forecast={forecast!r}; allowed: {', '.join(FORECAST_CHOICES)}")
-            if N is not None and (isinstance(N, bool) or not isinstance(N, int) or not 1 <= N <= 100):
-                raise BlockDanceConfigError(f"N={N!r} must be an integer in [1, 100]: one cache step then N-1 "
-                                            "reuse steps (N=1 = no reuse)")
+            if N is not None:
+                check_group_size(N)
             if start_percent is not None and end_percent is not None:
                 BlockDanceConfig(start_percent=start_percent, end_percent=end_percent)
             else:

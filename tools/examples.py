@@ -79,8 +79,8 @@ SIZES = {"UNETLoader": [315, 82], "CheckpointLoaderSimple": [315, 98], "CLIPLoad
          "DualCLIPLoader": [315, 130], "VAELoader": [315, 58], "CLIPTextEncode": [400, 160],
          "ConditioningZeroOut": [240, 26], "FluxGuidance": [315, 58], "EmptySD3LatentImage": [315, 106],
          "EmptyLatentImage": [315, 106], "EmptyHunyuanLatentVideo": [315, 130], "EmptyLTXVLatentVideo": [315, 130],
-         "ModelSamplingSD3": [315, 58], "ModelSamplingAuraFlow": [315, 58], "BlockDancePatch": [330, 340],
-         "BlockDanceCalibrate": [330, 330], "BlockDanceScheduleLoader": [330, 58],
+         "ModelSamplingSD3": [315, 58], "ModelSamplingAuraFlow": [315, 58], "BlockDancePatch": [330, 364],
+         "BlockDanceCalibrate": [330, 380], "BlockDanceScheduleLoader": [330, 58],
          "BlockDanceAdaTrain": [330, 360], "BlockDanceAdaLoader": [330, 58], "KSampler": [315, 262],
          "KSamplerAdvanced": [315, 334], "BasicGuider": [240, 46], "BasicScheduler": [315, 106],
          "KSamplerSelect": [315, 58], "RandomNoise": [315, 82], "SamplerCustomAdvanced": [300, 106],
@@ -142,7 +142,7 @@ TITLES = {
     "blockdance_ada_train_then_patch": "Train an Ada policy (Flux)",
     "blockdance_ada_policy": "Use an Ada policy (Flux)",
 }
-BD = ["blockdance", 0.75, 2, 0.4, 0.95, 2.0]   # BlockDance Patch defaults: mode, depth, N, start, end, target_speedup
+BD = ["blockdance", 0.75, 2, 0.4, 0.95, 2.0, "copy"]   # Patch defaults: mode, depth, N, start, end, target_speedup, forecast
 NEG_VIDEO = "blurry, low quality, static, still frame, watermark, subtitles, deformed"
 
 
@@ -201,9 +201,6 @@ class Graph:
 
 TITLE_H, GAP = 30, 40   # a node's title bar (drawn above pos) and the space kept between stacked nodes
 ROW_H, VUE_HEADER = 32, 40   # Nodes 2.0: per socket row / widget, and its header
-# What web/ adds below a node's widgets (the strip; the report box, 150 px, and optional inputs an
-# example leaves at their defaults, which the frontend still draws as widgets).
-DOM_WIDGET_HEIGHT = {"BlockDancePatch": 130, "BlockDanceCalibrate": 230, "BlockDanceAdaTrain": 230}
 
 
 def vue_height(node) -> int:
@@ -212,7 +209,7 @@ def vue_height(node) -> int:
     if node["type"] in ("Note", "PreviewImage", "SaveImage", "SaveVideo", "PreviewAny", "CLIPTextEncode"):
         return node["size"][1]
     rows = max(len(node["inputs"]), len(node["outputs"])) + len(node["widgets_values"])
-    extra = DOM_WIDGET_HEIGHT.get(node["type"], 0)
+    extra = 130 if node["type"] == "BlockDancePatch" else 0   # the strip
     return max(node["size"][1], VUE_HEADER + ROW_H * rows + extra)
 
 
@@ -327,7 +324,8 @@ def flux_t2i(schedule=None):
     g.link(unet, 0, bd, "model")
     x_sampler = 1240
     if schedule == "calibrate":
-        cal = g.add("BlockDanceCalibrate", (1240, 0), [42, "fixed", 20, 1.0, "euler", "simple", "auto", 1.5, "flux1-dev"])
+        cal = g.add("BlockDanceCalibrate", (1240, 0), [42, "fixed", 20, 1.0, "euler", "simple", "auto", 1.5, "flux1-dev",
+                                                         "copy", "front"])
         for src, name in ((unet, "model"), (guide, "positive"), (neg, "negative"), (latent, "latent_image")):
             g.link(src, 0, cal, name)
         g.link(cal, 0, bd, "schedule")
@@ -417,7 +415,7 @@ def wan21_t2v():
     g.link(unet, 0, shift, "model")
     vae, pos, neg = _wan_common(g)
     latent = g.add("EmptyHunyuanLatentVideo", (440, 430), [832, 480, 33, 1])
-    bd = g.add("BlockDancePatch", (800, 0), ["delta", 0.75, 2, 0.4, 0.95, 2.0])
+    bd = g.add("BlockDancePatch", (800, 0), ["delta", 0.75, 2, 0.4, 0.95, 2.0, "copy"])
     g.link(shift, 0, bd, "model")
     ks = g.add("KSampler", (1240, 0), [42, "fixed", 30, 6.0, "uni_pc", "simple", 1.0])
     for src, name in ((bd, "model"), (pos, "positive"), (neg, "negative"), (latent, "latent_image")):
@@ -624,7 +622,7 @@ def tiny_sd3_calibrate_graph(cond_folder: str, seed: int = 11) -> dict:
     zero = g.add("ConditioningZeroOut", (0, 280))
     g.link(cond, 1, zero, "conditioning")
     latent = g.add("EmptySD3LatentImage", (0, 380), [64, 64, 1])
-    cal = g.add("BlockDanceCalibrate", (360, 0), [seed, "increment", 10, 2.0, "euler", "simple", "auto", 1.5, ""],
+    cal = g.add("BlockDanceCalibrate", (360, 0), [seed, "increment", 10, 2.0, "euler", "simple", "auto", 1.5, "", "copy", "front"],
                 size=(360, 560))
     for src, slot, name in ((unet, 0, "model"), (cond, 1, "positive"), (zero, 0, "negative"), (latent, 0, "latent_image")):
         g.link(src, slot, cal, name)
