@@ -7,7 +7,7 @@ from ..blockdance_core import DEFAULTS, MODES, BlockDanceConfig, BlockDanceConfi
 from ..blockdance_core.config import check_depth
 from ..blockdance_core.schedule import SchedulePolicy
 from .patcher import apply_blockdance
-from .types import Policy, Schedule, schema
+from .types import Policy, Schedule, description, schema
 
 MODEL_NAMES = ("Flux.1, Flux.2, Chroma, SD3 / SD3.5, Wan 2.1 / 2.2 (incl. VACE), HunyuanVideo 1.0 / 1.5, "
                "HunyuanImage 2.1, LTXV / LTX-2, Qwen-Image, AuraFlow, Mochi, PixArt-alpha / -sigma, HiDream, "
@@ -18,13 +18,14 @@ FORECAST_CHOICES = ("copy", "taylor1", "taylor2")   # the patch's own; a schedul
 
 
 class BlockDancePatch(io.ComfyNode):
+    """Speeds up DiT sampling by reusing block features across steps (BlockDance, CVPR 2025). On a cache
+    step the whole model runs and the output of the block at `depth` is kept; on the next N-1 steps the
+    blocks up to it are skipped and only the deeper blocks run."""
+
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return schema("BlockDancePatch", "BlockDance Patch",
-            description=(
-                "Speeds up DiT sampling by reusing block features across steps (BlockDance, CVPR 2025). On a "
-                "cache step the whole model runs and the output of the block at `depth` is kept; on the next "
-                f"N-1 steps the blocks up to it are skipped and only the deeper blocks run. Supported: {MODEL_NAMES}."),
+        return schema(cls, "BlockDancePatch", "BlockDance Patch",
+            description=f"{description(cls)} Supported: {MODEL_NAMES}.",
             inputs=[
                 io.Model.Input("model", tooltip="The diffusion transformer to speed up."),
                 io.Combo.Input("mode", options=list(MODES), default=DEFAULTS["mode"], tooltip=(
