@@ -19,12 +19,14 @@ from .types import FileCombo, FileLoader, Policy, sampling_inputs, schema
 
 
 class LoadedPolicy:
-    """What flows through a BLOCKDANCE_POLICY socket: the network, what it fits, and its name."""
+    """What flows through a BLOCKDANCE_POLICY socket: an Ada policy (the network, what it fits, and its
+    name); docs/architecture.md says what else "policy" means here."""
 
     def __init__(self, net, meta: ada.AdaMeta, name: str):
         self.net, self.meta, self.name = net, meta, name
 
-    def policy(self, target_speedup: float) -> ada.AdaPolicy:
+    def step_policy(self, target_speedup: float) -> ada.AdaPolicy:
+        """The step policy that asks this network, aiming at `target_speedup`."""
         return ada.AdaPolicy(self.net, self.meta, target_speedup, self.name)
 
 

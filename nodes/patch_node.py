@@ -93,13 +93,13 @@ class BlockDancePatch(io.ComfyNode):
                 target_speedup=2.0, forecast="copy") -> io.NodeOutput:
         hidden = getattr(cls, "hidden", None)
         node_id = hidden.unique_id if hidden is not None else None
-        if policy is not None:
-            policy, mode = policy.policy(target_speedup), policy.meta.mode
+        if policy is not None:   # the policy socket: an Ada policy, asked through its step policy
+            step_policy, mode = policy.step_policy(target_speedup), policy.meta.mode
         elif schedule is not None:
-            policy, mode = SchedulePolicy(schedule), "/".join(schedule.modes) or "none"
+            step_policy, mode = SchedulePolicy(schedule), "/".join(schedule.modes) or "none"
         else:
-            policy = GroupPolicy(BlockDanceConfig(mode=mode, depth=depth, N=N, start_percent=start_percent,
-                                                  end_percent=end_percent, forecast=forecast))
-        return io.NodeOutput(apply_blockdance(model, policy, mode, node_id=node_id))
+            step_policy = GroupPolicy(BlockDanceConfig(mode=mode, depth=depth, N=N, start_percent=start_percent,
+                                                       end_percent=end_percent, forecast=forecast))
+        return io.NodeOutput(apply_blockdance(model, step_policy, mode, node_id=node_id))
 
 

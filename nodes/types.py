@@ -7,7 +7,7 @@ from comfy_api.latest import io
 from . import paths
 
 Schedule = io.Custom("BLOCKDANCE_SCHEDULE")   # a measured per-step plan (BlockDance Calibrate / Load Schedule)
-Policy = io.Custom("BLOCKDANCE_POLICY")       # a learned per-instance policy (BlockDance Ada Loader)
+Policy = io.Custom("BLOCKDANCE_POLICY")       # an Ada policy (BlockDance Ada Loader / Train), not a StepPolicy
 
 CATEGORY = "model_patches/blockdance"
 
