@@ -54,7 +54,7 @@ class BlockDanceAdaTrain(io.ComfyNode):
 
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return schema(cls, "BlockDanceAdaTrain", "BlockDance Ada Train", is_output_node=True,
+        return schema("BlockDanceAdaTrain", "BlockDance Ada Train", cls, is_output_node=True,
             inputs=[
                 *sampling_inputs("policy", seed_control=False),
                 io.String.Input("budgets", default="1.5, 2.0, 2.5", tooltip="Target speedups the policy serves."),

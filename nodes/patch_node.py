@@ -24,7 +24,7 @@ class BlockDancePatch(io.ComfyNode):
 
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return schema(cls, "BlockDancePatch", "BlockDance Patch",
+        return schema("BlockDancePatch", "BlockDance Patch",
             description=f"{description(cls)} Supported: {MODEL_NAMES}.",
             inputs=[
                 io.Model.Input("model", tooltip="The diffusion transformer to speed up."),

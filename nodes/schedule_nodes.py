@@ -22,7 +22,7 @@ class BlockDanceCalibrate(io.ComfyNode):
 
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return schema(cls, "BlockDanceCalibrate", "BlockDance Calibrate", is_output_node=True,
+        return schema("BlockDanceCalibrate", "BlockDance Calibrate", cls, is_output_node=True,
             inputs=[
                 *sampling_inputs("schedule", seed_control=True),
                 io.Combo.Input("mode", options=list(MODE_CHOICES), default="auto", tooltip=(

@@ -1,6 +1,6 @@
 """The pack's own socket types, declared once, and the parts the nodes' schemas share."""
 import inspect
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 from comfy_api.latest import io
 
@@ -17,10 +17,11 @@ def description(node: type) -> str:
     return " ".join(inspect.getdoc(node).split())
 
 
-def schema(node: type, node_id: str, display_name: str, **fields) -> io.Schema:
-    """A BlockDance node's schema: every node of the pack sits in one category, and its description is
-    its class docstring unless `fields` give one."""
-    fields.setdefault("description", description(node))
+def schema(node_id: str, display_name: str, node: Optional[type] = None, **fields) -> io.Schema:
+    """A BlockDance node's schema: every node of the pack sits in one category; its description is
+    `fields`' own, else the class docstring of `node` (the node class itself)."""
+    if node is not None:
+        fields.setdefault("description", description(node))
     return io.Schema(node_id=node_id, display_name=display_name, category=CATEGORY, **fields)
 
 
@@ -87,9 +88,8 @@ class FileLoader(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         combo = cls.combo
-        return schema(cls, cls.node_id, cls.display_name, inputs=[
-                          io.Combo.Input(combo.name, options=paths.choices(combo.extension, combo.empty),
-                                         tooltip=combo.tooltip)],
+        files = io.Combo.Input(combo.name, options=paths.choices(combo.extension, combo.empty), tooltip=combo.tooltip)
+        return schema(cls.node_id, cls.display_name, cls, inputs=[files],
                       outputs=[cls.output.Output(display_name=cls.output_name)])
 
     @classmethod

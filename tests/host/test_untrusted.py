@@ -253,8 +253,8 @@ def server(comfy, tiny, tmp_path_factory):
         json.dump(big, f)
     with open(os.path.join(srv.schedules_dir, "other_model.json"), "w") as f:
         json.dump(toy_schedule_json(num_blocks=6, width=64), f)   # a Wan schedule: the server has a tiny SD3
-    with open(os.path.join(srv.schedules_dir, "other_latent.json"), "w") as f:   # the tiny SD3 but for 4 latent channels
-        data = toy_schedule_json(num_blocks=4, width=256, family="sd3")
+    with open(os.path.join(srv.schedules_dir, "other_latent.json"), "w") as f:
+        data = toy_schedule_json(num_blocks=4, width=256, family="sd3")   # the tiny SD3, but 4 latent channels
         json.dump({**data, "model": {**data["model"], "latent_channels": 4, "cond_width": 4096}}, f)
     write_policy(os.path.join(srv.schedules_dir, "other_model.safetensors"))   # a Wan policy
     for name, (data, _) in BAD_SCHEDULE_FILES.items():
