@@ -32,7 +32,7 @@ from torch import nn
 
 from . import untrusted
 from .actions import FULL, MODES, StepAction, cache_step, reuse_step
-from .policy import ModelFingerprint, Observation, PolicyRun, StepPolicy
+from .policy import MAX_COND_WIDTH, MAX_LATENT_CHANNELS, ModelFingerprint, Observation, PolicyRun, StepPolicy
 from .budget import blocks_to_save
 from .timeline import POSITION_EPS, Timeline, bin_of
 
@@ -40,8 +40,6 @@ BINS = 32
 DEFAULT_LAM = 2.0            # reward weight of quality against saved compute (BlockDance Ada Train's)
 FORMAT = "blockdance-ada"
 MAX_HIDDEN = 4096            # the shipped policies use 64
-MAX_CHANNELS = 1024
-MAX_COND_WIDTH = 65536
 MAX_BLOCKS = 10000
 MAX_META_CHARS = 2**20
 
@@ -90,7 +88,7 @@ class AdaMeta:
                 raise u.FieldError(f"unknown fields {sorted(unknown)}")
             return cls(
                 family=u.text(data.get("family"), "family", 64), num_blocks=num_blocks,
-                latent_channels=u.integer(data.get("latent_channels"), "latent_channels", 1, MAX_CHANNELS),
+                latent_channels=u.integer(data.get("latent_channels"), "latent_channels", 1, MAX_LATENT_CHANNELS),
                 cond_width=u.integer(data.get("cond_width"), "cond_width", 1, MAX_COND_WIDTH),
                 rho=u.number(data.get("rho"), "rho", 0.0, 1.0, high_open=True),
                 cut=u.integer(data.get("cut"), "cut", 1, num_blocks),

@@ -34,6 +34,10 @@ class Observation:
     record: Any = None        # the run's record so far (RunRecord)
 
 
+MAX_LATENT_CHANNELS = 1024    # what a schedule or policy file may claim (untrusted input)
+MAX_COND_WIDTH = 65536
+
+
 @dataclass(frozen=True)
 class ModelFingerprint:
     """What a schedule or policy must fit, known when patching: the family, its block count, the

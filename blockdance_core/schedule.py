@@ -4,7 +4,8 @@ SchedulePolicy.
 The steps are placed by their position on the model's timeline (0 = start of sampling, 1 = end),
 so the same schedule serves another step count or scheduler: each step of a run takes the action
 of the calibrated step whose stretch of the timeline it falls in. A schedule names the model it
-was measured on (family, block count, width); loading it for another model is refused. Files are
+was measured on (family, block count, width, and where calibration knew them the latent's channels
+and the conditioning's width); using it on another model is refused. Files are
 JSON only and are validated field by field, with the file named in every error.
 
 A reuse step may forecast (`forecast`, e.g. "taylor1"): it extrapolates from its group's cache step
@@ -24,7 +25,7 @@ from typing import List, Optional, Tuple
 from . import untrusted
 from .actions import FULL, MODES, StepAction, StepKind, cache_step, reuse_step
 from .forecast import COPY, LABELS, Forecast
-from .policy import ModelFingerprint, PlannedRun, PolicyRun, StepPolicy
+from .policy import MAX_COND_WIDTH, MAX_LATENT_CHANNELS, ModelFingerprint, PlannedRun, PolicyRun, StepPolicy
 from .timeline import POSITION_EPS, Timeline
 from .tree import tree_leaves
 
@@ -67,6 +68,8 @@ class Schedule:
     predicted_speedup: float
     predicted_error: float
     calibration: dict = field(default_factory=dict, compare=False)
+    latent_channels: Optional[int] = None   # of the model it was measured on (None: not known, not checked)
+    cond_width: Optional[int] = None
 
     def __post_init__(self):
         if not self.steps:
@@ -97,7 +100,8 @@ class Schedule:
 
     @classmethod
     def from_plan(cls, name: str, family: str, width: int, timeline: Timeline, plan,
-                  calibration: Optional[dict] = None) -> "Schedule":
+                  calibration: Optional[dict] = None, latent_channels: Optional[int] = None,
+                  cond_width: Optional[int] = None) -> "Schedule":
         """The schedule a searched plan (blockdance_core.search.Plan) describes, its steps placed at
         the positions of the measured run's timeline."""
         steps = tuple(ScheduleStep(round(timeline.positions[k], 6), round(timeline.sigmas[k], 6), a.kind.value,
@@ -105,7 +109,7 @@ class Schedule:
                                    a.forecast.label if a.forecast != COPY else "", a.blocks.start)
                       for k, a in enumerate(plan.actions()))
         return cls(name, family, plan.num_blocks, width, steps, plan.target_speedup, round(plan.ideal_speedup, 4),
-                   round(plan.predicted_error, 6), dict(calibration or {}))
+                   round(plan.predicted_error, 6), dict(calibration or {}), latent_channels, cond_width)
 
     @property
     def modes(self) -> Tuple[str, ...]:
@@ -146,8 +150,10 @@ class Schedule:
 
     @property
     def fingerprint(self) -> ModelFingerprint:
-        """The model it was measured on (width 0 in an old file: unknown, not checked)."""
-        return ModelFingerprint(self.family, self.num_blocks, self.width or None)
+        """The model it was measured on (width 0 or a missing field in an old file: unknown, not
+        checked)."""
+        return ModelFingerprint(self.family, self.num_blocks, self.width or None, self.latent_channels,
+                                self.cond_width)
 
     def check_model(self, family: str, num_blocks: int, width: Optional[int], source: str = "") -> None:
         """Refuse to drive a model other than the one the schedule was measured on."""
@@ -163,7 +169,7 @@ class Schedule:
     def to_json(self) -> dict:
         newer = self.forecasts or any(s.start for s in self.steps)
         return {"format": FORMAT, "version": FORECAST_VERSION if newer else VERSION, "name": self.name,
-                "model": {"family": self.family, "num_blocks": self.num_blocks, "width": self.width},
+                "model": self._model_json(),
                 "target_speedup": self.target_speedup, "predicted_speedup": self.predicted_speedup,
                 "predicted_error": self.predicted_error, "calibration": self.calibration,
                 "steps": [_step_to_json(s) for s in self.steps]}
@@ -191,9 +197,19 @@ class Schedule:
                 u.number(data.get("target_speedup"), "target_speedup", 1.0, 1000.0),
                 u.number(data.get("predicted_speedup"), "predicted_speedup", 1.0, 1000.0),
                 math.nan if predicted_error is None else u.number(predicted_error, "predicted_error", 0.0, 1e9),
-                u.flat_record(data.get("calibration", {}), "calibration"))
+                u.flat_record(data.get("calibration", {}), "calibration"),
+                _optional_integer(model, "latent_channels", MAX_LATENT_CHANNELS),
+                _optional_integer(model, "cond_width", MAX_COND_WIDTH))
         except untrusted.FieldError as err:
             raise ScheduleError(f"{source}: {err}") from None
+
+    def _model_json(self) -> dict:
+        """The "model" object: latent channels and conditioning width only where known, so a file
+        without them reads as before."""
+        out = {"family": self.family, "num_blocks": self.num_blocks, "width": self.width}
+        out.update({k: v for k, v in (("latent_channels", self.latent_channels), ("cond_width", self.cond_width))
+                    if v is not None})
+        return out
 
     def save(self, path: str) -> None:
         with open(path, "w") as f:
@@ -207,6 +223,12 @@ class Schedule:
         except untrusted.FieldError as err:
             raise ScheduleError(str(err)) from None
         return cls.from_json(data, path)
+
+
+def _optional_integer(model: dict, key: str, high: int) -> Optional[int]:
+    """A fingerprint field an older file may lack (None: not known, not compared)."""
+    value = model.get(key)
+    return None if value is None else untrusted.integer(value, f"model.{key}", 1, high)
 
 
 def _step_to_json(step: ScheduleStep) -> dict:

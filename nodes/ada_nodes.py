@@ -15,37 +15,31 @@ from .ada_training import SEED_SPACE, Item, check_rho, choose_action, train
 from .calibration import Sampling
 from .families import detect
 from .timeline import timeline_of
-from .types import Policy, sampling_inputs, schema
+from .types import FileCombo, FileLoader, Policy, sampling_inputs, schema
 
 
 class LoadedPolicy:
-    """What flows through a BLOCKDANCE_POLICY socket: the network, what it fits, and its name."""
+    """What flows through a BLOCKDANCE_POLICY socket: an Ada policy (the network, what it fits, and its
+    name); docs/architecture.md says what else "policy" means here."""
 
     def __init__(self, net, meta: ada.AdaMeta, name: str):
         self.net, self.meta, self.name = net, meta, name
 
-    def policy(self, target_speedup: float) -> ada.AdaPolicy:
+    def step_policy(self, target_speedup: float) -> ada.AdaPolicy:
+        """The step policy that asks this network, aiming at `target_speedup`."""
         return ada.AdaPolicy(self.net, self.meta, target_speedup, self.name)
 
 
 NO_POLICY = "none yet: train one with BlockDance Ada Train"
 
 
-class BlockDanceAdaLoader(io.ComfyNode):
-    @classmethod
-    def define_schema(cls) -> io.Schema:
-        return schema("BlockDanceAdaLoader", "BlockDance Ada Loader",
-            description="A BlockDance-Ada policy (models/blockdance/*.safetensors): connect it to BlockDance Patch, "
-                        "which then asks it, at step rho, which of the remaining steps to reuse for this latent and prompt.",
-            inputs=[io.Combo.Input("policy_name", options=paths.choices(".safetensors", NO_POLICY), tooltip=(
-                "A policy file in models/blockdance/ (written by BlockDance Ada Train; refresh the page after "
-                "training to see a new one)."))],
-            outputs=[Policy.Output(display_name="policy")],
-        )
-
-    @classmethod
-    def validate_inputs(cls, policy_name=None) -> bool | str:   # named: core's combo check is replaced here
-        return paths.choice_problem(policy_name, ".safetensors", "BlockDance-Ada policy") or True
+class BlockDanceAdaLoader(FileLoader):
+    """A BlockDance-Ada policy (models/blockdance/*.safetensors): connect it to BlockDance Patch, which then
+    asks it, at step rho, which of the remaining steps to reuse for this latent and prompt."""
+    node_id, display_name, output, output_name = "BlockDanceAdaLoader", "BlockDance Ada Loader", Policy, "policy"
+    combo = FileCombo("policy_name", ".safetensors", "BlockDance-Ada policy", NO_POLICY, (
+        "A policy file in models/blockdance/ (written by BlockDance Ada Train; refresh the page after "
+        "training to see a new one)."))
 
     @classmethod
     def execute(cls, policy_name) -> io.NodeOutput:
@@ -54,21 +48,15 @@ class BlockDanceAdaLoader(io.ComfyNode):
 
 
 class BlockDanceAdaTrain(io.ComfyNode):
+    """Trains a BlockDance-Ada policy for this model with REINFORCE (reward = compute saved against the
+    budget + lambda x fidelity to the uncached result), rolling out the real patched model. Each row of the
+    latent batch is one training item (its own seed). Saves into models/blockdance."""
+
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return schema("BlockDanceAdaTrain", "BlockDance Ada Train",
-            description=(
-                "Trains a BlockDance-Ada policy for this model with REINFORCE (reward = compute saved against the "
-                "budget + lambda x fidelity to the uncached result), rolling out the real patched model. Each row "
-                "of the latent batch is one training item (its own seed). Saves into models/blockdance."),
-            is_output_node=True,
+        return schema("BlockDanceAdaTrain", "BlockDance Ada Train", cls, is_output_node=True,
             inputs=[
-                *sampling_inputs(
-                    "policy", model="The diffusion transformer to train a policy for (before BlockDance Patch).",
-                    positive="The prompt(s) to train on, as for a KSampler.",
-                    latent="A batch: one training item per row.",
-                    seed="Noise seed of the first row (row i uses seed + i); also seeds the training.",
-                    seed_control=False),
+                *sampling_inputs("policy", seed_control=False),
                 io.String.Input("budgets", default="1.5, 2.0, 2.5", tooltip="Target speedups the policy serves."),
                 io.Float.Input("rho", default=0.0, min=0.0, max=0.95, step=0.05, tooltip=(
                     "Where on the timeline the policy decides (0 = right after the first step).")),

@@ -24,6 +24,7 @@ from ..blockdance_core import MODES
 from ..blockdance_core.budget import fewer_steps
 from ..blockdance_core.schedule import Schedule, SchedulePolicy
 from ..blockdance_core.heatmap import render
+from ..blockdance_core.policy import ModelFingerprint
 from ..blockdance_core.probe import Measurement, ProbePolicy, candidate_cuts
 from ..blockdance_core.quality import latent_psnr
 from ..blockdance_core.forecast import Forecast
@@ -31,7 +32,7 @@ from ..blockdance_core.forecast_search import search_with_forecasts
 from ..blockdance_core.search import Plan, search
 from .families import detect
 from .families.base import delta_reaches
-from .patcher import apply_blockdance
+from .patcher import apply_blockdance, model_fingerprint
 from .telemetry import receiving
 
 MODE_CHOICES = ("auto", *MODES)
@@ -126,7 +127,7 @@ def calibrate(model, sampling: Sampling, target_speedup: float, mode: str = "aut
         from ..blockdance_core import BlockDanceConfigError
         raise BlockDanceConfigError(f"forecast={forecast!r}; allowed: {', '.join(FORECAST_CHOICES)}")
     cuts, options = search_options(model, mode, ranges)
-    family = detect(model.get_model_object("diffusion_model"))
+    fits = model_fingerprint(model)
     clock = time.perf_counter()
     probed, receiver = receiving(apply_blockdance(model, ProbePolicy(cuts), "probe"))
     reference = sampling.run(probed, on_step=on_step)
@@ -137,7 +138,7 @@ def calibrate(model, sampling: Sampling, target_speedup: float, mode: str = "aut
         plan = search(measurement, target_speedup, options)
     else:
         plan = search_with_forecasts(measurement, target_speedup, options, Forecast.parse(forecast))
-    schedule = _schedule(name, family.name, measurement, plan, sampling, mode, forecast, ranges)
+    schedule = _schedule(name, fits, measurement, plan, sampling, mode, forecast, ranges)
     seconds["search"] = time.perf_counter() - clock
     clock = time.perf_counter()
     scheduled = sampling.run(apply_blockdance(model, SchedulePolicy(schedule), "schedule"), on_step=on_step)
@@ -152,10 +153,14 @@ def calibrate(model, sampling: Sampling, target_speedup: float, mode: str = "aut
     return Calibration(schedule, measurement, plan, reference, scheduled_psnr, fewer, fewer_psnr, heatmap, seconds)
 
 
-def _schedule(name: str, family: str, measurement: Measurement, plan: Plan, sampling: Sampling,
+def _schedule(name: str, fits: ModelFingerprint, measurement: Measurement, plan: Plan, sampling: Sampling,
               mode: str, forecast: str = "copy", ranges: str = "front") -> Schedule:
+    """The schedule of the searched plan, naming the model it was measured on: its family, the block
+    count and width the measurement saw, and from the model's fingerprint (`fits`, what patching
+    compares) the latent's channels and the conditioning's width."""
     rows = int(sampling.latent["samples"].shape[0])
-    return Schedule.from_plan(name, family, measurement.width, measurement.timeline, plan, {
+    return Schedule.from_plan(name, fits.family, measurement.width, measurement.timeline, plan, {
         "steps": sampling.steps, "sampler": sampling.sampler_name, "scheduler": sampling.scheduler,
         "cfg": sampling.cfg, "seed": sampling.seed, "batch": rows, "mode": mode, "cuts": list(measurement.cuts),
-        **({"forecast": forecast} if forecast != "copy" else {}), **({"ranges": ranges} if ranges != "front" else {})})
+        **({"forecast": forecast} if forecast != "copy" else {}), **({"ranges": ranges} if ranges != "front" else {})},
+        latent_channels=fits.latent_channels, cond_width=fits.cond_width)

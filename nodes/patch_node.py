@@ -7,7 +7,7 @@ from ..blockdance_core import DEFAULTS, MODES, BlockDanceConfig, BlockDanceConfi
 from ..blockdance_core.config import check_depth, check_group_size
 from ..blockdance_core.schedule import SchedulePolicy
 from .patcher import apply_blockdance
-from .types import Policy, Schedule, schema
+from .types import Policy, Schedule, description, schema
 
 MODEL_NAMES = ("Flux.1, Flux.2, Chroma, SD3 / SD3.5, Wan 2.1 / 2.2 (incl. VACE), HunyuanVideo 1.0 / 1.5, "
                "HunyuanImage 2.1, LTXV / LTX-2, Qwen-Image, AuraFlow, Mochi, PixArt-alpha / -sigma, HiDream, "
@@ -18,13 +18,14 @@ FORECAST_CHOICES = ("copy", "taylor1", "taylor2")   # the patch's own; a schedul
 
 
 class BlockDancePatch(io.ComfyNode):
+    """Speeds up DiT sampling by reusing block features across steps (BlockDance, CVPR 2025). On a cache
+    step the whole model runs and the output of the block at `depth` is kept; on the next N-1 steps the
+    blocks up to it are skipped and only the deeper blocks run."""
+
     @classmethod
     def define_schema(cls) -> io.Schema:
         return schema("BlockDancePatch", "BlockDance Patch",
-            description=(
-                "Speeds up DiT sampling by reusing block features across steps (BlockDance, CVPR 2025). On a "
-                "cache step the whole model runs and the output of the block at `depth` is kept; on the next "
-                f"N-1 steps the blocks up to it are skipped and only the deeper blocks run. Supported: {MODEL_NAMES}."),
+            description=f"{description(cls)} Supported: {MODEL_NAMES}.",
             inputs=[
                 io.Model.Input("model", tooltip="The diffusion transformer to speed up."),
                 io.Combo.Input("mode", options=list(MODES), default=DEFAULTS["mode"], tooltip=(
@@ -91,13 +92,13 @@ class BlockDancePatch(io.ComfyNode):
                 target_speedup=2.0, forecast="copy") -> io.NodeOutput:
         hidden = getattr(cls, "hidden", None)
         node_id = hidden.unique_id if hidden is not None else None
-        if policy is not None:
-            policy, mode = policy.policy(target_speedup), policy.meta.mode
+        if policy is not None:   # the policy socket: an Ada policy, asked through its step policy
+            step_policy, mode = policy.step_policy(target_speedup), policy.meta.mode
         elif schedule is not None:
-            policy, mode = SchedulePolicy(schedule), "/".join(schedule.modes) or "none"
+            step_policy, mode = SchedulePolicy(schedule), "/".join(schedule.modes) or "none"
         else:
-            policy = GroupPolicy(BlockDanceConfig(mode=mode, depth=depth, N=N, start_percent=start_percent,
-                                                  end_percent=end_percent, forecast=forecast))
-        return io.NodeOutput(apply_blockdance(model, policy, mode, node_id=node_id))
+            step_policy = GroupPolicy(BlockDanceConfig(mode=mode, depth=depth, N=N, start_percent=start_percent,
+                                                       end_percent=end_percent, forecast=forecast))
+        return io.NodeOutput(apply_blockdance(model, step_policy, mode, node_id=node_id))
 
 

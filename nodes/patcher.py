@@ -6,6 +6,7 @@ import logging
 import comfy.patcher_extension as patcher_extension
 
 from ..blockdance_core import BlockDanceConfigError, PatchSpec, StepPolicy
+from ..blockdance_core.policy import ModelFingerprint
 from .description import DESCRIPTION_KEY, PatchDescription
 from .families import detect
 from .families.base import delta_reaches
@@ -23,7 +24,7 @@ def apply_blockdance(model, policy: StepPolicy, mode: str, node_id=None):
     diffusion_model = model.get_model_object("diffusion_model")
     family = detect(diffusion_model)
     blocks = family.blocks(diffusion_model)
-    policy.check_model(family.fingerprint(diffusion_model, _latent_channels(model)))
+    policy.check_model(model_fingerprint(model))
     spec = PatchSpec(policy, len(blocks), family.batch_dim, tuple(family.stages.index(s) for s, _ in blocks))
     _check_delta(policy, family, blocks)
     hooked = [(index, *blocks[index]) for index in spec.hooked_blocks]
@@ -52,6 +53,13 @@ def apply_blockdance(model, policy: StepPolicy, mode: str, node_id=None):
     for wrapper_type, wrapper in WRAPPERS:
         patched.add_wrapper_with_key(wrapper_type, WRAPPER_KEY, wrapper)
     return patched
+
+
+def model_fingerprint(model) -> ModelFingerprint:
+    """What a schedule or policy must fit on `model` (a ModelPatcher), as its family adapter reads it:
+    compared when patching, and written into a schedule by BlockDance Calibrate."""
+    diffusion_model = model.get_model_object("diffusion_model")
+    return detect(diffusion_model).fingerprint(diffusion_model, _latent_channels(model))
 
 
 def _latent_channels(model):

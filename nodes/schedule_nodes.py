@@ -10,27 +10,21 @@ from comfy_api.latest import io, ui
 from ..blockdance_core.schedule import Schedule
 from . import paths
 from .calibration import FORECAST_CHOICES, MODE_CHOICES, RANGE_CHOICES, Sampling, calibrate
-from .types import Schedule as ScheduleType, sampling_inputs, schema
+from .types import FileCombo, FileLoader, Schedule as ScheduleType, sampling_inputs, schema
 
 
 class BlockDanceCalibrate(io.ComfyNode):
+    """Measures where this model's block features are stable under these sampling settings (one uncached
+    run at the inputs of a KSampler), then picks the cache/reuse schedule with the least predicted error
+    for the target speed. Connect the schedule to BlockDance Patch. Calibrate on a few seeds or prompts (a
+    batch latent is measured as a whole) and use the schedule on others. The report also says whether
+    simply lowering steps would be closer at the same cost."""
+
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return schema("BlockDanceCalibrate", "BlockDance Calibrate",
-            description=(
-                "Measures where this model's block features are stable under these sampling settings (one "
-                "uncached run at the inputs of a KSampler), then picks the cache/reuse schedule with the least "
-                "predicted error for the target speed. Connect the schedule to BlockDance Patch. Calibrate on a "
-                "few seeds or prompts (a batch latent is measured as a whole) and use the schedule on others. "
-                "The report also says whether simply lowering steps would be closer at the same cost."),
-            is_output_node=True,
+        return schema("BlockDanceCalibrate", "BlockDance Calibrate", cls, is_output_node=True,
             inputs=[
-                *sampling_inputs(
-                    "schedule", model="The diffusion transformer to calibrate (before BlockDance Patch).",
-                    positive="The prompt(s) to measure, as for the KSampler.",
-                    latent="A batch measures several seeds at once.",
-                    seed="Noise seed of the measuring run (a batch latent measures seed, seed+1, ...).",
-                    seed_control=True),
+                *sampling_inputs("schedule", seed_control=True),
                 io.Combo.Input("mode", options=list(MODE_CHOICES), default="auto", tooltip=(
                     "auto: choose blockdance or delta for each group of steps; or restrict to one.")),
                 io.Float.Input("target_speedup", default=1.5, min=1.0, max=10.0, step=0.05, tooltip=(
@@ -89,19 +83,12 @@ class BlockDanceCalibrate(io.ComfyNode):
 NO_SCHEDULE = "none yet: save one with BlockDance Calibrate"
 
 
-class BlockDanceScheduleLoader(io.ComfyNode):
-    @classmethod
-    def define_schema(cls) -> io.Schema:
-        return schema("BlockDanceScheduleLoader", "BlockDance Load Schedule",
-            description="A schedule saved by BlockDance Calibrate (models/blockdance/*.json).",
-            inputs=[io.Combo.Input("schedule_name", options=paths.choices(".json", NO_SCHEDULE),
-                                   tooltip="Files in models/blockdance (and extra_model_paths.yaml's blockdance).")],
-            outputs=[ScheduleType.Output(display_name="schedule")],
-        )
-
-    @classmethod
-    def validate_inputs(cls, schedule_name=None) -> bool | str:   # named: core's combo check is replaced here
-        return paths.choice_problem(schedule_name, ".json", "schedule") or True
+class BlockDanceScheduleLoader(FileLoader):
+    """A schedule saved by BlockDance Calibrate (models/blockdance/*.json)."""
+    node_id, display_name = "BlockDanceScheduleLoader", "BlockDance Load Schedule"
+    output, output_name = ScheduleType, "schedule"
+    combo = FileCombo("schedule_name", ".json", "schedule", NO_SCHEDULE,
+                      "Files in models/blockdance (and extra_model_paths.yaml's blockdance).")
 
     @classmethod
     def execute(cls, schedule_name) -> io.NodeOutput:

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import math
 
@@ -177,6 +178,33 @@ def test_schedule_refuses_another_model():
     SchedulePolicy(old).check_model(ModelFingerprint("toy", 6, 16))   # a file without a width: unchecked
     with pytest.raises(ScheduleError, match="this model is toy, 6 blocks, width 16"):
         schedule.check_model("toy", 6, 16)
+
+
+def test_schedule_carries_the_latent_channels_and_conditioning_width():
+    """Issue 16 item 4: where calibration knew them, a schedule names the latent's channels and the
+    conditioning's width in its "model" object; they round-trip, a file without them still loads (and
+    they are not compared), a bad value is refused naming the field, and a model whose latent channels
+    or conditioning width differ is refused naming both sides."""
+    schedule = dataclasses.replace(toy_schedule(), latent_channels=4, cond_width=32)
+    data = json.loads(json.dumps(schedule.to_json()))
+    assert data["model"] == {"family": "toy", "num_blocks": 6, "width": 8, "latent_channels": 4, "cond_width": 32}
+    assert data["version"] == 1   # an optional model field, not a new format
+    again = Schedule.from_json(data)
+    assert again == schedule and again.fingerprint == ModelFingerprint("toy", 6, 8, 4, 32)
+    assert toy_schedule().to_json()["model"] == {"family": "toy", "num_blocks": 6, "width": 8}   # unknown: not written
+    old = Schedule.from_json({**data, "model": {"family": "toy", "num_blocks": 6, "width": 8}})
+    assert (old.latent_channels, old.cond_width) == (None, None)
+    SchedulePolicy(old).check_model(ModelFingerprint("toy", 6, 8, 16, 4096))   # not known: not compared
+    for key, value in (("latent_channels", 0), ("latent_channels", "4"), ("latent_channels", True),
+                       ("cond_width", 10**9), ("cond_width", 1.5)):
+        with pytest.raises(ScheduleError, match=rf"bad.json: model.{key} is .*; it must be an integer in \[1, "):
+            Schedule.from_json({**data, "model": {**data["model"], key: value}}, "bad.json")
+    with pytest.raises(ScheduleError, match="measured on toy, 6 blocks, width 8, latent channels 4, conditioning "
+                                            "width 32; this model is toy, 6 blocks, width 8, latent channels 16"):
+        SchedulePolicy(schedule).check_model(ModelFingerprint("toy", 6, 8, 16, 32))
+    with pytest.raises(ScheduleError, match="conditioning width 32; this model is .*conditioning width 4096"):
+        SchedulePolicy(schedule).check_model(ModelFingerprint("toy", 6, 8, 4, 4096))
+    SchedulePolicy(schedule).check_model(ModelFingerprint("toy", 6, 8, 4, None))   # what the model does not say
 
 
 def test_schedule_drives_the_engine():

@@ -26,6 +26,9 @@ def with_schedule(pack, model, schedule):
 def test_calibrate_then_patch_follows_the_schedule(pack, wan, mode):
     schedule, heatmap, report = calibrate(pack, wan, target=1.5, mode=mode)
     assert (schedule.family, schedule.num_blocks, schedule.width) == ("wan", 8, 128)
+    fits = pack.nodes.patcher.model_fingerprint(wan.patcher)   # what patching compares, written at calibration
+    assert (schedule.latent_channels, schedule.cond_width) == (fits.latent_channels, fits.cond_width) == (16, 4096)
+    assert schedule.fingerprint == fits
     assert schedule.predicted_speedup >= 1.5 and schedule.reuse_steps
     assert mode == "auto" or schedule.modes == ("blockdance",)
     assert heatmap.shape[0] == 1 and heatmap.shape[-1] == 3 and heatmap.shape[2] >= 640 and heatmap.shape[1] >= 300
@@ -59,7 +62,8 @@ def test_a_schedule_for_another_model_is_refused(pack, tiny, wan):
     schedule, _, _ = calibrate(pack, wan)
     sd3 = tiny.build("sd3", seed=0)
     errors = __import__("sys").modules[f"{pack.__name__}.blockdance_core.schedule"]
-    with pytest.raises(errors.ScheduleError, match="measured on wan, 8 blocks, width 128; this model is sd3, 4 blocks"):
+    with pytest.raises(errors.ScheduleError, match="measured on wan, 8 blocks, width 128, latent channels 16, "
+                                                  "conditioning width 4096; this model is sd3, 4 blocks"):
         with_schedule(pack, sd3.patcher, schedule)
 
 

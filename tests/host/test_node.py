@@ -108,6 +108,6 @@ def test_loaders_say_why_their_list_is_empty(pack, tmp_path, monkeypatch):
     ada = sys.modules[f"{PACK_MODULE}.nodes.ada_nodes"]
     schedules = sys.modules[f"{PACK_MODULE}.nodes.schedule_nodes"]
     for cls, empty in ((ada.BlockDanceAdaLoader, ada.NO_POLICY), (schedules.BlockDanceScheduleLoader, schedules.NO_SCHEDULE)):
-        (combo,) = cls.define_schema().inputs
+        (combo,) = cls.define_schema().inputs   # the one input: validate_inputs(**inputs) checks it in full
         assert combo.options == [empty] and combo.tooltip
-        assert empty in cls.validate_inputs(empty) and cls.validate_inputs(None) is True
+        assert empty in cls.validate_inputs(**{combo.id: empty}) and cls.validate_inputs(**{combo.id: None}) is True

@@ -253,6 +253,9 @@ def server(comfy, tiny, tmp_path_factory):
         json.dump(big, f)
     with open(os.path.join(srv.schedules_dir, "other_model.json"), "w") as f:
         json.dump(toy_schedule_json(num_blocks=6, width=64), f)   # a Wan schedule: the server has a tiny SD3
+    with open(os.path.join(srv.schedules_dir, "other_latent.json"), "w") as f:
+        data = toy_schedule_json(num_blocks=4, width=256, family="sd3")   # the tiny SD3, but 4 latent channels
+        json.dump({**data, "model": {**data["model"], "latent_channels": 4, "cond_width": 4096}}, f)
     write_policy(os.path.join(srv.schedules_dir, "other_model.safetensors"))   # a Wan policy
     for name, (data, _) in BAD_SCHEDULE_FILES.items():
         with open(os.path.join(srv.schedules_dir, name), "wb") as f:
@@ -383,16 +386,22 @@ def test_schedules_are_parsed_once_per_file_version(pack, blockdance_folder, mon
     assert routes.preview(query) != first and len(loads) == 2
 
 
-@pytest.mark.parametrize("loader", ["schedule", "policy"])
-def test_a_schedule_or_policy_for_another_model_is_refused_when_patching(server, loader):
-    """Issue 16 item 4 over HTTP: a Wan schedule or policy on the tiny SD3 fails the prompt at
-    BlockDance Patch, before the KSampler runs; the error names both models."""
-    if loader == "schedule":
-        source = {"load": {"class_type": "BlockDanceScheduleLoader", "inputs": {"schedule_name": "other_model.json"}}}
-        wanted = "measured on wan, 6 blocks, width 64"
-    else:
-        source = {"load": {"class_type": "BlockDanceAdaLoader", "inputs": {"policy_name": "other_model.safetensors"}}}
-        wanted = "trained for wan, 6 blocks, latent channels 16, conditioning width 32"
+LOADERS = {"schedule": ("BlockDanceScheduleLoader", "schedule_name"), "policy": ("BlockDanceAdaLoader", "policy_name")}
+
+
+@pytest.mark.parametrize("loader, file, wanted", [
+    ("schedule", "other_model.json", "measured on wan, 6 blocks, width 64"),
+    ("schedule", "other_latent.json", "measured on sd3, 4 blocks, width 256, latent channels 4, conditioning width "
+                                      "4096; this model is sd3, 4 blocks, width 256, latent channels 16, "
+                                      "conditioning width 4096"),
+    ("policy", "other_model.safetensors", "trained for wan, 6 blocks, latent channels 16, conditioning width 32"),
+])
+def test_a_schedule_or_policy_for_another_model_is_refused_when_patching(server, loader, file, wanted):
+    """Issue 16 item 4 over HTTP: a Wan schedule or policy on the tiny SD3, or a schedule for the tiny
+    SD3's blocks but another latent (channels), fails the prompt at BlockDance Patch, before the
+    KSampler runs; the error names both models."""
+    class_type, input_name = LOADERS[loader]
+    source = {"load": {"class_type": class_type, "inputs": {input_name: file}}}
     graph = sd3_prompt({**source,
                         "bd": {"class_type": "BlockDancePatch", "inputs": {
                             "model": ["unet", 0], "mode": "blockdance", "depth": 0.75, "N": 2, "start_percent": 0.0,
