@@ -10,7 +10,7 @@ from ..blockdance_core import MODES, BlockDanceConfigError
 from ..blockdance_core.config import check_group_size
 from ..blockdance_core.stage_policy import StageAdaptivePolicy
 from .patcher import apply_blockdance
-from .types import schema
+from .types import node_id_of, patched_model_fields, schema
 
 PAPER = StageAdaptivePolicy()   # the defaults are the paper's (PixArt-alpha, 20 steps)
 
@@ -56,8 +56,7 @@ class BlockDanceDeltaDiT(io.ComfyNode):
                     "their current input, so this step's latent still flows through. blockdance: reuse their cached "
                     "output as is.")),
             ],
-            outputs=[io.Model.Output(tooltip="A patched copy of the model; the input model is left unchanged.")],
-            hidden=[io.Hidden.unique_id],
+            **patched_model_fields(),
         )
 
     @classmethod
@@ -79,8 +78,7 @@ class BlockDanceDeltaDiT(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, boundary, rear_size, front_size, N, start_percent, end_percent, mode) -> io.NodeOutput:
-        hidden = getattr(cls, "hidden", None)
-        node_id = hidden.unique_id if hidden is not None else None
+        node_id = node_id_of(cls)
         policy = StageAdaptivePolicy(boundary=boundary, rear_size=rear_size, front_size=front_size, N=N,
                                      start_percent=start_percent, end_percent=end_percent, mode=mode)
         return io.NodeOutput(apply_blockdance(model, policy, mode, node_id=node_id))

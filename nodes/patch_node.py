@@ -7,7 +7,7 @@ from ..blockdance_core import DEFAULTS, MODES, BlockDanceConfig, BlockDanceConfi
 from ..blockdance_core.config import check_depth, check_group_size
 from ..blockdance_core.schedule import SchedulePolicy
 from .patcher import apply_blockdance
-from .types import Policy, Schedule, description, schema
+from .types import Policy, Schedule, description, node_id_of, patched_model_fields, schema
 
 MODEL_NAMES = ("Flux.1, Flux.2, Chroma, SD3 / SD3.5, Wan 2.1 / 2.2 (incl. VACE), HunyuanVideo 1.0 / 1.5, "
                "HunyuanImage 2.1, LTXV / LTX-2, Qwen-Image, AuraFlow, Mochi, PixArt-alpha / -sigma, HiDream, "
@@ -61,8 +61,7 @@ class BlockDancePatch(io.ComfyNode):
                     "moderate depth copy is usually as close, and a forecast keeps one more cached tensor per "
                     "extra step. A connected schedule decides this itself.")),
             ],
-            outputs=[io.Model.Output(tooltip="A patched copy of the model; the input model is left unchanged.")],
-            hidden=[io.Hidden.unique_id],
+            **patched_model_fields(),
         )
 
     @classmethod
@@ -90,8 +89,7 @@ class BlockDancePatch(io.ComfyNode):
     @classmethod
     def execute(cls, model, mode, depth, N, start_percent, end_percent, schedule=None, policy=None,
                 target_speedup=2.0, forecast="copy") -> io.NodeOutput:
-        hidden = getattr(cls, "hidden", None)
-        node_id = hidden.unique_id if hidden is not None else None
+        node_id = node_id_of(cls)
         if policy is not None:   # the policy socket: an Ada policy, asked through its step policy
             step_policy, mode = policy.step_policy(target_speedup), policy.meta.mode
         elif schedule is not None:

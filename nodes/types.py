@@ -96,3 +96,16 @@ class FileLoader(io.ComfyNode):
     def validate_inputs(cls, **inputs) -> bool | str:   # the one input, checked in full (see the docstring)
         combo = cls.combo
         return paths.choice_problem(inputs.get(combo.name), combo.extension, combo.what) or True
+
+
+def patched_model_fields() -> dict:
+    """The output and hidden input of a node that patches a copy of the model (Patch, Delta-DiT): the
+    node id lets the run's report find its node."""
+    return {"outputs": [io.Model.Output(tooltip="A patched copy of the model; the input model is left unchanged.")],
+            "hidden": [io.Hidden.unique_id]}
+
+
+def node_id_of(node_cls) -> "str | None":
+    """The id of the node being executed (None when called outside a prompt, e.g. from a script)."""
+    hidden = getattr(node_cls, "hidden", None)
+    return hidden.unique_id if hidden is not None else None
