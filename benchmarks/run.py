@@ -205,7 +205,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer configurations, samples and steps (< 3 min)")
     parser.add_argument("--model", default=models.DEFAULT, choices=sorted(models.MODELS),
-                        help="which reference model (one per run, so each run stays under 25 minutes)")
+                        help="which reference model (one per run, each under an hour on 2 cores)")
     parser.add_argument("--json", default=None, help="where the per-configuration JSON goes "
                         "(default out/benchmark/results_<model>.json; --speed-only: out/benchmark/speed.json)")
     parser.add_argument("--plot", default=None, help="Pareto plot PNG (default: beside the JSON)")
