@@ -36,6 +36,10 @@ MAX_ENTRIES = 1000
 MAX_STEPS = 10000
 MAX_META_CHARS = 2**20
 BANDWIDTHS = (0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 2.0, 1e6)   # candidates for the log-cfg bandwidth
+# An entry read outside the stretch of the timeline it measured clamps both steps of a pair to its
+# last (or first) step and would predict zero error there; its weight for such a pair falls off by
+# e per this much of the timeline outside, so entries that measured the stretch decide it.
+COVER_SCALE = 0.01
 
 
 class AmortisedError(untrusted.FieldError):
@@ -139,13 +143,22 @@ class Library:
         return w if w.sum() > 0 else kind
 
     def predict(self, timeline: Timeline, sampler: str, cfg: float, exclude: Optional[int] = None) -> torch.Tensor:
-        """Predicted E[j, k] ([steps, steps], inf where j >= k) for a run on `timeline`."""
+        """Predicted E[j, k] ([steps, steps], inf where j >= k) for a run on `timeline`: per step pair, the
+        entries' readings averaged with their weight times how well they cover the pair (COVER_SCALE)."""
         if timeline.num_steps < 1:
             raise AmortisedError("the run has no steps to plan")
         w = self.weights(sampler, cfg, exclude)
         positions = torch.tensor(timeline.positions, dtype=torch.float64)
-        total = sum(wi * e.at(positions) for wi, e in zip(w.tolist(), self.entries) if wi > 0)
-        out = (total / w.sum()).float()
+        total = torch.zeros(len(positions), len(positions), dtype=torch.float64)
+        weight = torch.zeros_like(total)
+        for wi, e in zip(w.tolist(), self.entries):
+            if wi <= 0:
+                continue
+            outside = (float(e.positions[0]) - positions).clamp_min(0) + (positions - float(e.positions[-1])).clamp_min(0)
+            cover = wi * torch.exp(-(outside[:, None] + outside[None, :]) / COVER_SCALE)
+            total += cover * e.at(positions)
+            weight += cover
+        out = (total / weight.clamp_min(1e-300)).float()
         steps = timeline.num_steps
         return torch.where(torch.ones(steps, steps, dtype=torch.bool).triu(1), out, torch.tensor(math.inf))
 

@@ -119,3 +119,20 @@ def test_file_round_trip_and_refusals(tmp_path):
         Library.load(str(bad))
     with pytest.raises(AmortisedError, match="needs at least one measured setting"):
         Library("toy", 6, 8, 6, "delta", [])
+
+
+def test_pairs_an_entry_never_measured_are_left_to_the_entries_that_did():
+    """A 40-step run's last steps lie past the 10-step entry's last step (0.9): read there it clamps
+    both steps of a pair to one and says zero error; the 30-step entry measured that stretch and decides."""
+    short, long = measured(10), measured(30)
+    lib = library(short, long)
+    timeline = measured(40).timeline
+    predicted = lib.predict(timeline, "euler", 2.0)
+    positions = torch.tensor(timeline.positions, dtype=torch.float64)
+    alone_short = library(short).predict(timeline, "euler", 2.0)
+    alone_long = library(long).predict(timeline, "euler", 2.0)
+    assert alone_short[38, 39] == 0.0 and alone_long[38, 39] > 0
+    assert predicted[38, 39] == pytest.approx(float(alone_long[38, 39]), rel=0.02)
+    middle = int((positions < 0.5).sum())   # inside both entries: both count
+    assert min(alone_short[5, middle], alone_long[5, middle]) <= predicted[5, middle] <= max(
+        alone_short[5, middle], alone_long[5, middle])

@@ -1,0 +1,211 @@
+"""Amortised calibration: one library per reference model gives schedules for settings it never saw.
+
+`python -m benchmarks.amortised_check --model wan21|hunyuan_image21 [--target 2.0] [--retrain]`:
+
+1. Training (skipped when the library file exists, unless --retrain): probe runs of the calibration
+   batch (protocol.CALIBRATION_CLASSES, CALIBRATION_SEED) on TRAINING_COUNT settings drawn at random
+   (seeded) from a grid of step counts, samplers, schedulers and cfg, never one of the ten settings of
+   benchmarks.settings_check; their reuse errors at the model's reuse range make the library
+   (blockdance_core/amortised.py), saved as safetensors in benchmarks/reference/amortised/.
+2. Evaluation on those ten settings, on the evaluation digits (EVAL_CLASSES, EVAL_SEED), PSNR of the
+   decoded digits against the uncached output of the same setting (as settings_check): the setting's own
+   calibrated schedule (a probe run of the calibration batch in that setting and the search, as
+   BlockDance Calibrate), the amortised schedule (no run: the library's prediction and the search), the
+   uncached model at as many steps as cost what the amortised schedule costs, and the shipped 30-step
+   euler schedule placed on the setting's timeline (the transfer without a library).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import time
+
+import torch
+
+from . import protocol
+from .calibrate_reference import SCHEDULE_DIR, calibration_inputs, schedule_path
+from .comfy_env import load_pack
+from .measure import node, record_of, recorded_runs
+from .metrics import psnr_per_image
+from .settings_check import SETTINGS
+from .tiny_models import load_via_unet_loader
+
+LIBRARY_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference", "amortised")
+GRID = {"steps": (10, 15, 20, 25, 30, 40),
+        "sampler": ("euler", "euler_ancestral", "dpmpp_2m", "uni_pc", "heun", "dpmpp_2s_ancestral", "lms", "ddim"),
+        "scheduler": ("simple", "normal", "karras", "exponential", "sgm_uniform", "beta"),
+        "cfg": (1.0, 1.5, 2.0, 3.0, 4.0, 5.0)}
+TRAINING_COUNT = 18
+TRAINING_DRAW_SEED = 0
+
+
+def training_settings(count: int = TRAINING_COUNT, seed: int = TRAINING_DRAW_SEED):
+    """(steps, sampler, scheduler, cfg) drawn from GRID, none of them a settings_check setting."""
+    held_out = {(steps, sampler, scheduler, float(cfg)) for _, steps, sampler, scheduler, cfg in SETTINGS}
+    rng, out = random.Random(seed), []
+    while len(out) < count:
+        s = (rng.choice(GRID["steps"]), rng.choice(GRID["sampler"]), rng.choice(GRID["scheduler"]),
+             float(rng.choice(GRID["cfg"])))
+        if s not in held_out and s not in out:
+            out.append(s)
+    return out
+
+
+def reuse_range(pack, model_name: str):
+    """The (cut, mode) the shipped 30-step schedules (calibration digits) skip the most blocks with."""
+    votes = {}
+    for sampler in protocol.SAMPLERS:
+        for target in protocol.TARGETS:
+            schedule = pack.blockdance_core.schedule.Schedule.load(schedule_path(model_name, sampler, target))
+            for s in schedule.steps:
+                if s.kind == "reuse":
+                    votes[(s.cut, s.mode)] = votes.get((s.cut, s.mode), 0) + s.cut
+    return max(votes, key=votes.get)
+
+
+def timeline_for(pack, model, steps: int, sampler: str, scheduler: str):
+    """The run's timeline, known before sampling (the sampler's sigmas placed as the engine places them)."""
+    import comfy.samplers
+    sigmas = comfy.samplers.KSampler(model, steps=steps, device="cpu", sampler=sampler, scheduler=scheduler,
+                                     denoise=1.0, model_options=model.model_options).sigmas
+    return pack.nodes.timeline.timeline_of(sigmas, model.get_model_object("model_sampling"))
+
+
+def probe(pack, model, sampling, cuts):
+    probed, receiver = pack.nodes.telemetry.receiving(
+        pack.nodes.patcher.apply_blockdance(model, pack.blockdance_core.probe.ProbePolicy(tuple(cuts)), "probe"))
+    sampling.run(probed)
+    return receiver.last.record.result.measurement()
+
+
+def family_of(pack, model) -> str:
+    return pack.nodes.families.detect(model.get_model_object("diffusion_model")).name
+
+
+def build_library(pack, model, ref_model, cut: int, mode: str, count: int):
+    amortised = pack.blockdance_core.amortised
+    positive, negative, latent = calibration_inputs(ref_model, ref_model.load_class_contexts())
+    entries, started = [], time.perf_counter()
+    for steps, sampler, scheduler, cfg in training_settings(count):
+        sampling = pack.nodes.calibration.Sampling(positive, negative, latent, protocol.CALIBRATION_SEED, steps, cfg,
+                                                   sampler, scheduler)
+        measurement = probe(pack, model, sampling, (cut,))
+        name = f"{sampler} {steps} {scheduler} cfg {cfg:g}"
+        entries.append(amortised.entry_from(name, sampler, scheduler, cfg, measurement, cut, mode))
+        print(f"  probed {name} ({time.perf_counter() - started:.0f} s so far)", flush=True)
+    library = amortised.Library(family_of(pack, model), ref_model.num_blocks, measurement.width, cut, mode, entries,
+                                training={"settings": len(entries), "classes": list(protocol.CALIBRATION_CLASSES),
+                                          "seed": protocol.CALIBRATION_SEED, "draw_seed": TRAINING_DRAW_SEED,
+                                          "seconds": round(time.perf_counter() - started, 1)})
+    scores = library.fit_bandwidth()
+    print("  log-cfg bandwidth, leave-one-out mean |log error|: "
+          + ", ".join(f"{bw:g}: {s:.3f}" for bw, s in scores.items()) + f" -> {library.cfg_bandwidth:g}")
+    return library
+
+
+def main(argv=None) -> int:
+    from .reference import models
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=models.DEFAULT, choices=sorted(models.MODELS))
+    parser.add_argument("--target", type=float, default=2.0)
+    parser.add_argument("--per-class", type=int, default=2)
+    parser.add_argument("--retrain", action="store_true", help="probe the training grid again even if the library exists")
+    parser.add_argument("--training-count", type=int, default=TRAINING_COUNT)
+    parser.add_argument("--json", default="", help="also write the rows here")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    pack = load_pack()
+    import comfy.sample
+    core = pack.blockdance_core
+    ref_model = models.get(args.model)
+    model = load_via_unet_loader(ref_model.weights)
+    contexts = ref_model.load_class_contexts()
+    positive, negative, latent = calibration_inputs(ref_model, contexts)
+    path = os.path.join(LIBRARY_DIR, f"{args.model}.safetensors")
+    if args.retrain or not os.path.isfile(path):
+        cut, mode = reuse_range(pack, args.model)
+        print(f"{ref_model.label}: training the amortised library at cut {cut} ({mode}) on {args.training_count} "
+              f"settings, calibration classes {protocol.CALIBRATION_CLASSES}, seed {protocol.CALIBRATION_SEED}")
+        library = build_library(pack, model, ref_model, cut, mode, args.training_count)
+        os.makedirs(LIBRARY_DIR, exist_ok=True)
+        library.save(path)
+        print(f"  wrote {path}")
+    library = core.amortised.Library.load(path)
+    print(f"library {path}: {len(library.entries)} settings, cut {library.cut} ({library.mode}), "
+          f"cfg bandwidth {library.cfg_bandwidth:g}")
+
+    labels = torch.tensor(protocol.EVAL_CLASSES).repeat_interleave(args.per_class)
+    eval_latent = comfy.sample.fix_empty_latent_channels(model, ref_model.empty_latent(len(labels)))
+    noise = comfy.sample.prepare_noise(eval_latent, protocol.EVAL_SEED)
+    eval_pos, eval_neg = [[contexts[labels], {}]], negative
+    shipped = core.schedule.Schedule.load(schedule_path(args.model, "euler", args.target))
+    patch_with = lambda s: node(pack, "BlockDancePatch").execute(model, "blockdance", 0.75, 2, 0.4, 0.95,
+                                                                 schedule=s).result[0]
+
+    def run(m, steps, sampler, scheduler, cfg):
+        with recorded_runs(pack) as reports:
+            out = comfy.sample.sample(m, noise, steps, cfg, sampler, scheduler, eval_pos, eval_neg, eval_latent,
+                                      disable_pbar=True, seed=protocol.EVAL_SEED)
+        return ref_model.from_latent(out.detach()), (record_of(reports, m) if reports else None)
+
+    psnr = lambda out, base: float(psnr_per_image(out, base).mean())
+    print(f"{ref_model.label}, target {args.target:g}x; evaluated on {len(labels)} digits of classes "
+          f"{protocol.EVAL_CLASSES[0]}-{protocol.EVAL_CLASSES[-1]} (seed {protocol.EVAL_SEED}); PSNR against the "
+          "uncached output of the same setting")
+    print(f"{'setting':<28}{'own calibrated':>18}{'amortised':>18}{'vs own':>8}{'fewer steps':>22}"
+          f"{'shipped 30-step':>18}")
+    rows = []
+    for name, steps, sampler, scheduler, cfg in SETTINGS:
+        started = time.perf_counter()
+        sampling = pack.nodes.calibration.Sampling(positive, negative, latent, protocol.CALIBRATION_SEED, steps, cfg,
+                                                   sampler, scheduler)
+        cuts, options = pack.nodes.calibration.search_options(model, "auto")
+        measurement = probe(pack, model, sampling, cuts)
+        own = core.schedule.Schedule.from_plan("own", family_of(pack, model), measurement.width, measurement.timeline,
+                                               core.search.search(measurement, args.target, options))
+        timeline = timeline_for(pack, model, steps, sampler, scheduler)
+        drift = max(abs(a - b) for a, b in zip(timeline.positions, measurement.timeline.positions))
+        amortised = library.schedule(timeline, args.target, sampler, cfg)
+        base, _ = run(model, steps, sampler, scheduler, cfg)
+        own_out, own_rec = run(patch_with(own), steps, sampler, scheduler, cfg)
+        am_out, am_rec = run(patch_with(amortised), steps, sampler, scheduler, cfg)
+        fewer = core.budget.fewer_steps(steps, am_rec.ideal_speedup)
+        fewer_out, _ = run(model, fewer, sampler, scheduler, cfg)
+        moved_out, moved_rec = run(patch_with(shipped), steps, sampler, scheduler, cfg)
+        row = {"setting": name, "steps": steps, "sampler": sampler, "scheduler": scheduler, "cfg": cfg,
+               "own_ideal": round(own_rec.ideal_speedup, 4), "own_psnr": round(psnr(own_out, base), 2),
+               "amortised_ideal": round(am_rec.ideal_speedup, 4), "amortised_planned": amortised.predicted_speedup,
+               "own_planned": own.predicted_speedup, "amortised_psnr": round(psnr(am_out, base), 2),
+               "amortised_mask": "".join(s.kind[0].upper() for s in amortised.steps),
+               "own_mask": "".join(s.kind[0].upper() for s in own.steps),
+               "fewer_steps": fewer, "fewer_psnr": round(psnr(fewer_out, base), 2),
+               "shipped_ideal": round(moved_rec.ideal_speedup, 4), "shipped_psnr": round(psnr(moved_out, base), 2),
+               "timeline_drift": drift, "seconds": round(time.perf_counter() - started, 1)}
+        row["delta"] = round(row["amortised_psnr"] - row["own_psnr"], 2)
+        rows.append(row)
+        cell = lambda ideal, db: f"{ideal:.2f}x {db:5.1f} dB"
+        print(f"{name:<28}{cell(row['own_ideal'], row['own_psnr']):>18}"
+              f"{cell(row['amortised_ideal'], row['amortised_psnr']):>18}{row['delta']:>+8.1f}"
+              f"{f'{fewer} st ' + cell(steps / fewer, row['fewer_psnr']):>22}"
+              f"{cell(row['shipped_ideal'], row['shipped_psnr']):>18}", flush=True)
+        print(f"    own {row['own_mask']}\n    am  {row['amortised_mask']}  ({row['seconds']:.0f} s"
+              + (f"; timeline positions differ by {drift:.2g}" if drift > 1e-6 else "") + ")", flush=True)
+    within = sum(1 for r in rows if r["delta"] >= -1.0)
+    above_fewer = sum(1 for r in rows if r["amortised_psnr"] > r["fewer_psnr"])
+    exact = all(r["amortised_planned"] >= args.target - 1e-9 for r in rows)
+    print(f"amortised within 1 dB of the setting's own calibrated schedule on {within}/{len(rows)} settings "
+          f"(target: >= 8); above fewer steps at the same compute on {above_fewer}/{len(rows)} (target: all); "
+          f"every amortised schedule plans >= {args.target:g}x: {exact} (the measured ideal counts every model "
+          "call: a 2-call sampler's off-grid midpoints always compute)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"model": args.model, "target": args.target, "library": os.path.relpath(path),
+                       "rows": rows, "within_1db": within, "above_fewer": above_fewer}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
