@@ -73,3 +73,28 @@ def test_any_correction_spends_exactly_the_budget(pack, wan, schedule, static):
         assert record.fallback_calls == 0
         flips += record.extra["flips"]
     assert flips > 0
+
+
+def test_an_amortised_schedule_for_an_unseen_setting_drives_patch_at_its_budget(pack, wan):
+    """A library probed on two settings gives a third (another step count, scheduler and sampler) a
+    schedule with no run of its own; through Patch it reuses exactly the steps it planned, and it also
+    serves as the closed-loop policy's prior, bit for bit."""
+    from benchmarks.amortised_check import probe, timeline_for
+    core, calibration = pack.blockdance_core, pack.nodes.calibration
+    entries = []
+    for steps, sampler, scheduler in ((8, "euler", "simple"), (14, "dpmpp_2m", "normal")):
+        sampling = calibration.Sampling(wan.positive, wan.negative, wan.latent, 3, steps, 2.0, sampler, scheduler)
+        m = probe(pack, wan.patcher, sampling, (6,))
+        entries.append(core.amortised.entry_from(f"{sampler} {steps}", sampler, scheduler, 2.0, m, 6, "delta"))
+    library = core.amortised.Library("wan", 6, m.width, 6, "delta", entries)
+    timeline = timeline_for(pack, wan.patcher, 11, "euler", "karras")
+    schedule = library.schedule(timeline, 2.0, "euler", 2.0)
+    assert schedule.predicted_speedup >= 2.0
+    out, record = sample_recorded(pack, patched(pack, wan.patcher, schedule=schedule), wan, steps=11,
+                                  scheduler="karras")
+    assert record.steps_reused == set(schedule.reuse_steps) and record.fallback_calls == 0
+    assert torch.isfinite(out).all()
+    prior = core.ada_prior
+    policy = PriorInput(prior.PriorPolicy(schedule, prior.Correction()))
+    again, _ = sample_recorded(pack, patched(pack, wan.patcher, policy=policy), wan, steps=11, scheduler="karras")
+    assert torch.equal(again, out)
