@@ -26,7 +26,7 @@ import time
 import torch
 
 from . import protocol
-from .calibrate_reference import SCHEDULE_DIR, calibration_inputs, schedule_path
+from .calibrate_reference import calibration_inputs, schedule_path
 from .comfy_env import load_pack
 from .measure import node, record_of, recorded_runs
 from .metrics import psnr_per_image
@@ -66,43 +66,14 @@ def reuse_range(pack, model_name: str):
     return max(votes, key=votes.get)
 
 
-def timeline_for(pack, model, steps: int, sampler: str, scheduler: str):
-    """The run's timeline, known before sampling (the sampler's sigmas placed as the engine places them)."""
-    import comfy.samplers
-    sigmas = comfy.samplers.KSampler(model, steps=steps, device="cpu", sampler=sampler, scheduler=scheduler,
-                                     denoise=1.0, model_options=model.model_options).sigmas
-    return pack.nodes.timeline.timeline_of(sigmas, model.get_model_object("model_sampling"))
-
-
-def probe(pack, model, sampling, cuts):
-    probed, receiver = pack.nodes.telemetry.receiving(
-        pack.nodes.patcher.apply_blockdance(model, pack.blockdance_core.probe.ProbePolicy(tuple(cuts)), "probe"))
-    sampling.run(probed)
-    return receiver.last.record.result.measurement()
-
-
-def family_of(pack, model) -> str:
-    return pack.nodes.families.detect(model.get_model_object("diffusion_model")).name
-
-
 def build_library(pack, model, ref_model, cut: int, mode: str, count: int):
-    amortised = pack.blockdance_core.amortised
     positive, negative, latent = calibration_inputs(ref_model, ref_model.load_class_contexts())
-    entries, started = [], time.perf_counter()
-    for steps, sampler, scheduler, cfg in training_settings(count):
-        sampling = pack.nodes.calibration.Sampling(positive, negative, latent, protocol.CALIBRATION_SEED, steps, cfg,
-                                                   sampler, scheduler)
-        measurement = probe(pack, model, sampling, (cut,))
-        name = f"{sampler} {steps} {scheduler} cfg {cfg:g}"
-        entries.append(amortised.entry_from(name, sampler, scheduler, cfg, measurement, cut, mode))
-        print(f"  probed {name} ({time.perf_counter() - started:.0f} s so far)", flush=True)
-    library = amortised.Library(family_of(pack, model), ref_model.num_blocks, measurement.width, cut, mode, entries,
-                                training={"settings": len(entries), "classes": list(protocol.CALIBRATION_CLASSES),
-                                          "seed": protocol.CALIBRATION_SEED, "draw_seed": TRAINING_DRAW_SEED,
-                                          "seconds": round(time.perf_counter() - started, 1)})
-    scores = library.fit_bandwidth()
-    print("  log-cfg bandwidth, leave-one-out mean |log error|: "
-          + ", ".join(f"{bw:g}: {s:.3f}" for bw, s in scores.items()) + f" -> {library.cfg_bandwidth:g}")
+    started = time.perf_counter()
+    report = lambda i, name: print(f"  probed {name} ({time.perf_counter() - started:.0f} s so far)", flush=True)
+    library = pack.nodes.amortised.build(model, positive, negative, latent, protocol.CALIBRATION_SEED,
+                                         training_settings(count), (cut, mode), report)
+    library.training.update(classes=list(protocol.CALIBRATION_CLASSES), draw_seed=TRAINING_DRAW_SEED)
+    print(f"  log-cfg bandwidth {library.cfg_bandwidth:g} (leave-one-out on the training settings)")
     return library
 
 
@@ -163,10 +134,10 @@ def main(argv=None) -> int:
         sampling = pack.nodes.calibration.Sampling(positive, negative, latent, protocol.CALIBRATION_SEED, steps, cfg,
                                                    sampler, scheduler)
         cuts, options = pack.nodes.calibration.search_options(model, "auto")
-        measurement = probe(pack, model, sampling, cuts)
-        own = core.schedule.Schedule.from_plan("own", family_of(pack, model), measurement.width, measurement.timeline,
+        measurement = pack.nodes.amortised.probe(model, sampling, cuts)
+        own = core.schedule.Schedule.from_plan("own", library.family, measurement.width, measurement.timeline,
                                                core.search.search(measurement, args.target, options))
-        timeline = timeline_for(pack, model, steps, sampler, scheduler)
+        timeline = pack.nodes.amortised.timeline_for(model, steps, sampler, scheduler)
         drift = max(abs(a - b) for a, b in zip(timeline.positions, measurement.timeline.positions))
         amortised = library.schedule(timeline, args.target, sampler, cfg)
         base, _ = run(model, steps, sampler, scheduler, cfg)

@@ -7,9 +7,11 @@ from . import ada_training, calibration, families, patcher, telemetry  # noqa: F
 from .patch_node import BlockDancePatch
 from .ada_nodes import BlockDanceAdaLoader, BlockDanceAdaTrain
 from .schedule_nodes import BlockDanceCalibrate, BlockDanceScheduleLoader
+from .amortised_nodes import BlockDanceAmortisedSchedule, BlockDanceAmortisedTrain
 
 paths.register()
-NODES = [BlockDancePatch, BlockDanceCalibrate, BlockDanceScheduleLoader, BlockDanceAdaLoader, BlockDanceAdaTrain]
+NODES = [BlockDancePatch, BlockDanceCalibrate, BlockDanceScheduleLoader, BlockDanceAdaLoader, BlockDanceAdaTrain,
+         BlockDanceAmortisedTrain, BlockDanceAmortisedSchedule]
 
 
 class BlockDanceExtension(ComfyExtension):

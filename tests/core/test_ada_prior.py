@@ -10,7 +10,7 @@ from blockdance_core.schedule import Schedule, SchedulePolicy, place
 from blockdance_core.search import search
 
 from test_calibration import evenly, kinds, toy_schedule
-from test_engine import SIGMAS, sample
+from test_engine import sample
 from toy_dit import ToyDiT
 
 
