@@ -108,6 +108,12 @@ class Predicted:
             raise AmortisedError(f"the library predicts cut {self.cut} ({self.mode}) only, not cut {cut} ({mode})")
         return self.errors.clone()
 
+    def range_error(self, start: int, cut: int, mode: str) -> torch.Tensor:
+        """The search's name for a range's errors (ranges after block 0 are not predicted)."""
+        if start != 0:
+            raise AmortisedError(f"the library predicts the prefix 0..{self.cut - 1} only, not a range from block {start}")
+        return self.reuse_error(cut, mode)
+
 
 @dataclass
 class Library:
