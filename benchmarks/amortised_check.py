@@ -28,9 +28,8 @@ import torch
 from . import protocol
 from .calibrate_reference import calibration_inputs, schedule_path
 from .comfy_env import load_pack
-from .measure import node, record_of, recorded_runs
 from .metrics import psnr_per_image
-from .settings_check import SETTINGS
+from .settings_check import SETTINGS, evaluation
 from .tiny_models import load_via_unet_loader
 
 LIBRARY_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference", "amortised")
@@ -89,7 +88,6 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     pack = load_pack()
-    import comfy.sample
     core = pack.blockdance_core
     ref_model = models.get(args.model)
     model = load_via_unet_loader(ref_model.weights)
@@ -108,20 +106,8 @@ def main(argv=None) -> int:
     print(f"library {path}: {len(library.entries)} settings, cut {library.cut} ({library.mode}), "
           f"cfg bandwidth {library.cfg_bandwidth:g}")
 
-    labels = torch.tensor(protocol.EVAL_CLASSES).repeat_interleave(args.per_class)
-    eval_latent = comfy.sample.fix_empty_latent_channels(model, ref_model.empty_latent(len(labels)))
-    noise = comfy.sample.prepare_noise(eval_latent, protocol.EVAL_SEED)
-    eval_pos, eval_neg = [[contexts[labels], {}]], negative
+    labels, run, patch_with = evaluation(pack, model, ref_model, contexts, negative, args.per_class)
     shipped = core.schedule.Schedule.load(schedule_path(args.model, "euler", args.target))
-    patch_with = lambda s: node(pack, "BlockDancePatch").execute(model, "blockdance", 0.75, 2, 0.4, 0.95,
-                                                                 schedule=s).result[0]
-
-    def run(m, steps, sampler, scheduler, cfg):
-        with recorded_runs(pack) as reports:
-            out = comfy.sample.sample(m, noise, steps, cfg, sampler, scheduler, eval_pos, eval_neg, eval_latent,
-                                      disable_pbar=True, seed=protocol.EVAL_SEED)
-        return ref_model.from_latent(out.detach()), (record_of(reports, m) if reports else None)
-
     psnr = lambda out, base: float(psnr_per_image(out, base).mean())
     print(f"{ref_model.label}, target {args.target:g}x; evaluated on {len(labels)} digits of classes "
           f"{protocol.EVAL_CLASSES[0]}-{protocol.EVAL_CLASSES[-1]} (seed {protocol.EVAL_SEED}); PSNR against the "
