@@ -23,14 +23,13 @@ import random
 import sys
 import time
 
-import torch
 
 from . import protocol
-from .calibrate_reference import calibration_inputs, schedule_path
-from .comfy_env import load_pack
+from .calibrate_reference import schedule_path
+from .held_out import HeldOut, held_out
+from .measure import node, record_of, recorded_runs
 from .metrics import psnr_per_image
-from .settings_check import SETTINGS, evaluation
-from .tiny_models import load_via_unet_loader
+from .settings_check import SETTINGS
 
 LIBRARY_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference", "amortised")
 GRID = {"steps": (10, 15, 20, 25, 30, 40),
@@ -65,15 +64,30 @@ def reuse_range(pack, model_name: str):
     return max(votes, key=votes.get)
 
 
-def build_library(pack, model, ref_model, cut: int, mode: str, count: int):
-    positive, negative, latent = calibration_inputs(ref_model, ref_model.load_class_contexts())
+def build_library(h: HeldOut, cut: int, mode: str, count: int):
     started = time.perf_counter()
     report = lambda i, name: print(f"  probed {name} ({time.perf_counter() - started:.0f} s so far)", flush=True)
-    library = pack.nodes.amortised.build(model, positive, negative, latent, protocol.CALIBRATION_SEED,
-                                         training_settings(count), (cut, mode), report)
+    library = h.pack.nodes.amortised.build(h.model, h.positive, h.negative, h.latent, protocol.CALIBRATION_SEED,
+                                           training_settings(count), (cut, mode), report)
     library.training.update(classes=list(protocol.CALIBRATION_CLASSES), draw_seed=TRAINING_DRAW_SEED)
     print(f"  log-cfg bandwidth {library.cfg_bandwidth:g} (leave-one-out on the training settings)")
     return library
+
+
+def evaluation_runs(h: HeldOut):
+    """(run, patch_with): run(model, steps, sampler, scheduler, cfg) samples the evaluation digits and gives
+    them decoded with the run's record; patch_with(schedule) is the model through BlockDance Patch."""
+    import comfy.sample
+    patch_with = lambda s: node(h.pack, "BlockDancePatch").execute(h.model, "blockdance", 0.75, 2, 0.4, 0.95,
+                                                                   schedule=s).result[0]
+
+    def run(m, steps, sampler, scheduler, cfg):
+        with recorded_runs(h.pack) as reports:
+            out = comfy.sample.sample(m, h.noise, steps, cfg, sampler, scheduler, h.eval_positive, h.negative,
+                                      h.eval_latent, disable_pbar=True, seed=protocol.EVAL_SEED)
+        return h.ref_model.from_latent(out.detach()), (record_of(reports, m) if reports else None)
+
+    return run, patch_with
 
 
 def main(argv=None) -> int:
@@ -86,19 +100,16 @@ def main(argv=None) -> int:
     parser.add_argument("--training-count", type=int, default=TRAINING_COUNT)
     parser.add_argument("--json", default="", help="also write the rows here")
     args = parser.parse_args(argv)
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    pack = load_pack()
+    h = held_out(args.model, args.per_class)
+    pack, ref_model, model, labels = h.pack, h.ref_model, h.model, h.labels
+    positive, negative, latent = h.positive, h.negative, h.latent
     core = pack.blockdance_core
-    ref_model = models.get(args.model)
-    model = load_via_unet_loader(ref_model.weights)
-    contexts = ref_model.load_class_contexts()
-    positive, negative, latent = calibration_inputs(ref_model, contexts)
     path = os.path.join(LIBRARY_DIR, f"{args.model}.safetensors")
     if args.retrain or not os.path.isfile(path):
         cut, mode = reuse_range(pack, args.model)
         print(f"{ref_model.label}: training the amortised library at cut {cut} ({mode}) on {args.training_count} "
               f"settings, calibration classes {protocol.CALIBRATION_CLASSES}, seed {protocol.CALIBRATION_SEED}")
-        library = build_library(pack, model, ref_model, cut, mode, args.training_count)
+        library = build_library(h, cut, mode, args.training_count)
         os.makedirs(LIBRARY_DIR, exist_ok=True)
         library.save(path)
         print(f"  wrote {path}")
@@ -106,7 +117,7 @@ def main(argv=None) -> int:
     print(f"library {path}: {len(library.entries)} settings, cut {library.cut} ({library.mode}), "
           f"cfg bandwidth {library.cfg_bandwidth:g}")
 
-    labels, run, patch_with = evaluation(pack, model, ref_model, contexts, negative, args.per_class)
+    run, patch_with = evaluation_runs(h)
     shipped = core.schedule.Schedule.load(schedule_path(args.model, "euler", args.target))
     psnr = lambda out, base: float(psnr_per_image(out, base).mean())
     print(f"{ref_model.label}, target {args.target:g}x; evaluated on {len(labels)} digits of classes "

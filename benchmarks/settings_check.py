@@ -36,26 +36,6 @@ SETTINGS = (  # name, steps, sampler, scheduler, cfg
 )
 
 
-def evaluation(pack, model, ref_model, contexts, negative, per_class: int):
-    """(labels, run, patch_with) on the evaluation digits: run(model, steps, sampler, scheduler, cfg) gives
-    the decoded digits and the run's record; patch_with(schedule) the model through BlockDance Patch."""
-    import comfy.sample
-    labels = torch.tensor(protocol.EVAL_CLASSES).repeat_interleave(per_class)
-    eval_latent = comfy.sample.fix_empty_latent_channels(model, ref_model.empty_latent(len(labels)))
-    noise = comfy.sample.prepare_noise(eval_latent, protocol.EVAL_SEED)
-    eval_pos = [[contexts[labels], {}]]
-    patch_with = lambda s: node(pack, "BlockDancePatch").execute(model, "blockdance", 0.75, 2, 0.4, 0.95,
-                                                                 schedule=s).result[0]
-
-    def run(m, steps, sampler, scheduler, cfg):
-        with recorded_runs(pack) as reports:
-            out = comfy.sample.sample(m, noise, steps, cfg, sampler, scheduler, eval_pos, negative, eval_latent,
-                                      disable_pbar=True, seed=protocol.EVAL_SEED)
-        return ref_model.from_latent(out.detach()), (record_of(reports, m) if reports else None)
-
-    return labels, run, patch_with
-
-
 def main(argv=None) -> int:
     from .reference import models
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -65,12 +45,26 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     pack = load_pack()
+    import comfy.sample
     ref_model = models.get(args.model)
     model = load_via_unet_loader(ref_model.weights)
     contexts = ref_model.load_class_contexts()
     positive, negative, latent = calibration_inputs(ref_model, contexts)
-    labels, run, patch_with = evaluation(pack, model, ref_model, contexts, negative, args.per_class)
-    shipped = pack.blockdance_core.schedule.Schedule.load(schedule_path(args.model, "euler", args.target))
+    labels = torch.tensor(protocol.EVAL_CLASSES).repeat_interleave(args.per_class)
+    eval_latent = comfy.sample.fix_empty_latent_channels(model, ref_model.empty_latent(len(labels)))
+    noise = comfy.sample.prepare_noise(eval_latent, protocol.EVAL_SEED)
+    eval_pos, eval_neg = [[contexts[labels], {}]], negative
+    Schedule = pack.blockdance_core.schedule.Schedule
+    shipped = Schedule.load(schedule_path(args.model, "euler", args.target))
+    patch_with = lambda s: node(pack, "BlockDancePatch").execute(model, "blockdance", 0.75, 2, 0.4, 0.95,
+                                                                 schedule=s).result[0]
+
+    def run(m, steps, sampler, scheduler, cfg):
+        with recorded_runs(pack) as reports:
+            out = comfy.sample.sample(m, noise, steps, cfg, sampler, scheduler, eval_pos, eval_neg, eval_latent,
+                                      disable_pbar=True, seed=protocol.EVAL_SEED)
+        return ref_model.from_latent(out.detach()), (record_of(reports, m) if reports else None)
+
     print(f"{ref_model.label}, target {args.target:g}x, calibrated on classes {protocol.CALIBRATION_CLASSES}, "
           f"evaluated on {len(labels)} digits of classes {protocol.EVAL_CLASSES[0]}-{protocol.EVAL_CLASSES[-1]}")
     print(f"{'setting':<28}{'calibrated':>20}{'fewer steps':>22}{'shipped 30-step euler':>26}  winner")
