@@ -23,7 +23,6 @@ import random
 import sys
 import time
 
-
 from . import protocol
 from .calibrate_reference import schedule_path
 from .held_out import HeldOut, held_out
