@@ -8,10 +8,11 @@ from .patch_node import BlockDancePatch
 from .delta_dit_node import BlockDanceDeltaDiT
 from .ada_nodes import BlockDanceAdaLoader, BlockDanceAdaTrain
 from .schedule_nodes import BlockDanceCalibrate, BlockDanceScheduleLoader
+from .amortised_nodes import BlockDanceAmortisedSchedule, BlockDanceAmortisedTrain
 
 paths.register()
 NODES = [BlockDancePatch, BlockDanceCalibrate, BlockDanceScheduleLoader, BlockDanceAdaLoader, BlockDanceAdaTrain,
-         BlockDanceDeltaDiT]
+         BlockDanceDeltaDiT, BlockDanceAmortisedTrain, BlockDanceAmortisedSchedule]
 
 
 class BlockDanceExtension(ComfyExtension):
