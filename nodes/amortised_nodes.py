@@ -19,14 +19,13 @@ DEFAULT_SETTINGS = "20 euler simple 3.5; 30 dpmpp_2m karras 5; 40 euler_ancestra
 
 
 class BlockDanceAmortisedTrain(io.ComfyNode):
+    """Measures this model once on a few sampling settings (one uncached run each) and keeps where its
+    block features are stable, so BlockDance Amortised Schedule can give any other steps / sampler /
+    scheduler / cfg a schedule without calibrating it. Saves into models/blockdance."""
+
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return schema("BlockDanceAmortisedTrain", "BlockDance Amortised Train",
-            description=(
-                "Measures this model once on a few sampling settings (one uncached run each) and keeps where its "
-                "block features are stable, so BlockDance Amortised Schedule can give any other steps / sampler / "
-                "scheduler / cfg a schedule without calibrating it. Saves into models/blockdance."),
-            is_output_node=True,
+        return schema("BlockDanceAmortisedTrain", "BlockDance Amortised Train", cls, is_output_node=True,
             inputs=[
                 io.Model.Input("model", tooltip="The diffusion transformer (before BlockDance Patch)."),
                 io.Conditioning.Input("positive", tooltip="The prompt(s) to measure, as for a KSampler."),
@@ -69,14 +68,13 @@ class BlockDanceAmortisedTrain(io.ComfyNode):
 
 
 class BlockDanceAmortisedSchedule(io.ComfyNode):
+    """A schedule for these sampling settings from an amortised library (BlockDance Amortised Train),
+    with no calibration run: the measured settings' reuse errors are read at this run's steps and the
+    exact search picks the reuse steps for the target speed. Connect it to BlockDance Patch."""
+
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return schema("BlockDanceAmortisedSchedule", "BlockDance Amortised Schedule",
-            description=(
-                "A schedule for these sampling settings from an amortised library (BlockDance Amortised Train), "
-                "with no calibration run: the measured settings' reuse errors are read at this run's steps and "
-                "the exact search picks the reuse steps for the target speed. Connect it to BlockDance Patch."),
-            is_output_node=True,
+        return schema("BlockDanceAmortisedSchedule", "BlockDance Amortised Schedule", cls, is_output_node=True,
             inputs=[
                 io.Model.Input("model", tooltip="The model the library was measured on."),
                 io.Combo.Input("library_name", options=paths.choices(EXTENSION, NO_LIBRARY), tooltip=(

@@ -22,18 +22,18 @@ def _size_input(name: str, default: float, when: str, counted_from: str) -> io.F
 
 
 class BlockDanceDeltaDiT(io.ComfyNode):
+    """Delta-DiT's stage-adaptive reuse (Chen et al. 2024): early in sampling the rear blocks (detail,
+    not formed yet) are skipped on reuse steps, after the boundary the front blocks (outline, settled by
+    then). Each reuse step adds the change the skipped blocks made at their group's cache step to their
+    current input (Delta-Cache). Defaults are the paper's: boundary 0.6 (step 12 of 20), N=2, 0.75 of
+    the blocks; about 1.6x on the block stack. The paper's clearest gain over other caches is on 4-step
+    consistency models at a mild 1.12x; on the pack's two reference models it was no closer than
+    front-only reuse at the same compute, so compare it with BlockDance Patch and with fewer steps. It
+    patches a copy of the model: use it instead of BlockDance Patch."""
+
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return schema("BlockDanceDeltaDiT", "BlockDance Delta-DiT",
-            description=(
-                "Delta-DiT's stage-adaptive reuse (Chen et al. 2024): early in sampling the rear blocks (detail, "
-                "not formed yet) are skipped on reuse steps, after the boundary the front blocks (outline, settled "
-                "by then). Each reuse step adds the change the skipped blocks made at their group's cache step to "
-                "their current input (Delta-Cache). Defaults are the paper's: boundary 0.6 (step 12 of 20), N=2, "
-                "0.75 of the blocks; about 1.6x on the block stack. The paper's clearest gain over other caches is on "
-                "4-step consistency models at a mild 1.12x; on the pack's two reference "
-                "models it was no closer than front-only reuse at the same compute, so compare it with BlockDance "
-                "Patch and with fewer steps. It patches a copy of the model: use it instead of BlockDance Patch."),
+        return schema("BlockDanceDeltaDiT", "BlockDance Delta-DiT", cls,
             inputs=[
                 io.Model.Input("model", tooltip="The diffusion transformer to speed up."),
                 io.Float.Input("boundary", default=PAPER.boundary, min=0.0, max=1.0, step=0.01, tooltip=(
