@@ -130,7 +130,7 @@ def main(argv=None) -> int:
         sampling = pack.nodes.calibration.Sampling(positive, negative, latent, protocol.CALIBRATION_SEED, steps, cfg,
                                                    sampler, scheduler)
         cuts, options = pack.nodes.calibration.search_options(model, "auto")
-        measurement = pack.nodes.amortised.probe(model, sampling, cuts)
+        _, measurement = pack.nodes.calibration.measure(model, sampling, cuts)
         own = core.schedule.Schedule.from_plan("own", library.family, measurement.width, measurement.timeline,
                                                core.search.search(measurement, args.target, options))
         timeline = pack.nodes.amortised.timeline_for(model, steps, sampler, scheduler)

@@ -43,10 +43,7 @@ def main(argv=None) -> int:
     sampling = nodes.calibration.Sampling(positive, negative, latent, protocol.CALIBRATION_SEED, protocol.STEPS,
                                           protocol.CFG, args.sampler, protocol.SCHEDULER)
     cuts, options = nodes.calibration.search_options(model, "auto")
-    probed, receiver = nodes.telemetry.receiving(nodes.patcher.apply_blockdance(model, core.probe.ProbePolicy(cuts),
-                                                                                "probe"))
-    sampling.run(probed)
-    measurement = receiver.last.record.result.measurement()
+    _, measurement = nodes.calibration.measure(model, sampling, cuts)
     print(f"{ref_model.label}, {args.sampler}, {protocol.STEPS} steps: predicted error (weighted relative L1 of the "
           "deeper blocks' input), copy-only plan vs plan that may forecast (order 1 over sigma)")
     print(f"{'target':>7} {'copy':>9} {'forecast':>9} {'ratio':>6}  reuse steps forecast / all  search s")

@@ -145,10 +145,7 @@ def measure_calibration(pack, model, ref_model, sampler: str, steps: int):
     sampling = calibration.Sampling(positive, negative, latent, protocol.CALIBRATION_SEED, steps, protocol.CFG,
                                     sampler, protocol.SCHEDULER)
     cuts, _ = calibration.search_options(model, "auto")
-    probed, receiver = pack.nodes.telemetry.receiving(
-        pack.nodes.patcher.apply_blockdance(model, pack.blockdance_core.probe.ProbePolicy(cuts), "probe"))
-    sampling.run(probed)
-    return receiver.last.record.result.measurement()
+    return calibration.measure(model, sampling, cuts)[1]
 
 
 def rank_correlation(rows: List[dict]) -> Optional[float]:

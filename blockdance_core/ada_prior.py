@@ -55,8 +55,8 @@ class Correction(nn.Module):
 
 
 def single_range(schedule: Schedule) -> tuple:
-    """The one (cut, mode) the schedule reuses with; a clear error for a schedule with several or forecasts."""
-    ranges = sorted({(s.cut, s.mode) for s in schedule.steps if s.kind == "reuse"})
+    """The one (start, cut, mode) the schedule keeps and reuses; a clear error for several or forecasts."""
+    ranges = list(schedule.ranges)
     if schedule.forecasts:
         raise PriorError(f"schedule {schedule.name!r} forecasts ({', '.join(schedule.forecasts)}); the closed-loop "
                          "policy follows copy schedules only (calibrate with forecast=copy)")
@@ -64,7 +64,7 @@ def single_range(schedule: Schedule) -> tuple:
         raise PriorError(f"schedule {schedule.name!r} reuses with {len(ranges)} ranges {ranges}; the closed-loop "
                          "policy needs one (cut, mode) so that its budget is a count of reuse steps (calibrate "
                          "with one mode, or use the schedule itself)")
-    return ranges[0] if ranges else (schedule.num_blocks, "delta")
+    return ranges[0] if ranges else (0, schedule.num_blocks, "delta")
 
 
 @dataclass(frozen=True)
@@ -86,15 +86,16 @@ class PriorPolicy(StepPolicy):
             raise PriorError(f"margin={self.margin!r} must be >= 0")
 
     @property
-    def cut(self) -> int:
-        return self._range[0]
+    def reuse_range(self) -> range:
+        """The blocks each reuse step skips (start..cut-1)."""
+        return range(self._range[0], self._range[1])
 
     @property
     def mode(self) -> str:
-        return self._range[1]
+        return self._range[2]
 
     def ranges(self, num_blocks: int):
-        return ((range(self.cut), self.mode),)
+        return ((self.reuse_range, self.mode),)
 
     def start(self, timeline: Timeline, num_blocks: int) -> "PriorRun":
         prior = place(self.schedule, timeline)
@@ -102,7 +103,7 @@ class PriorPolicy(StepPolicy):
             budget = sum(1 for a in prior if a.kind is StepKind.REUSE)
         else:
             need = blocks_to_save(timeline.num_steps * num_blocks, self.target_speedup)
-            budget = min(max(timeline.num_steps - 1, 0), math.ceil(need / self.cut))
+            budget = min(max(timeline.num_steps - 1, 0), math.ceil(need / len(self.reuse_range)))
         return PriorRun(self, timeline, prior, budget)
 
     def describe(self, num_blocks: int) -> dict:
@@ -118,7 +119,7 @@ class PriorPolicy(StepPolicy):
 class PriorRun(PolicyRun):
     def __init__(self, policy: PriorPolicy, timeline: Timeline, prior: List[StepAction], budget: int):
         self.policy, self.timeline, self.prior, self.budget = policy, timeline, prior, budget
-        self.blocks = range(policy.cut)
+        self.blocks = policy.reuse_range
         self.used = 0                      # reuse steps taken
         self.source: Optional[int] = None  # the last computed step, when it kept the range
         self.reference: Any = None         # the first hooked block's input at that step (the drift signal)

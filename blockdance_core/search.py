@@ -155,6 +155,17 @@ def search(measurement: Measurement, target_speedup: float, options: Sequence[tu
     return Plan(tuple(reversed(groups)), S, L, target_speedup)
 
 
+def most_used_option(measurements, targets: Sequence[float], options: Sequence[tuple]) -> Optional[tuple]:
+    """The (cut, mode) the search skips most blocks with over these measurements and targets (None when
+    it reuses nothing): the one range a single-range policy (Ada, an amortised library) then uses."""
+    votes: Dict[tuple, int] = {}
+    for measurement in measurements:
+        for target in targets:
+            for g in search(measurement, target, options).groups:
+                votes[(g.cut, g.mode)] = votes.get((g.cut, g.mode), 0) + len(g.reuse_steps) * g.skipped
+    return max(votes, key=votes.get) if votes else None
+
+
 def lower(target_row: np.ndarray, row: np.ndarray, skip: int, cost: float) -> Optional[np.ndarray]:
     """The DP's relaxation: where `row` (cost per budget spent), moved `skip` blocks on and plus
     `cost`, is cheaper than `target_row`, lower it; the mask of the entries lowered, None if none."""

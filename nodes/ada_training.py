@@ -28,9 +28,9 @@ from ..blockdance_core import StepKind, ada
 from ..blockdance_core.budget import saved_share
 from ..blockdance_core.probe import ProbePolicy
 from ..blockdance_core.quality import MAX_PSNR, latent_psnr, psnr_quality
-from ..blockdance_core.search import search
+from ..blockdance_core.search import most_used_option, search
 from ..blockdance_core.train_state import adam_tensors, load_adam
-from .calibration import Sampling, search_options
+from .calibration import Sampling, measure, search_options
 from .patcher import apply_blockdance
 from .telemetry import receiving
 
@@ -73,20 +73,13 @@ def choose_action(model, items: Sequence[Item], budgets: Sequence[float], mode: 
     patched, receiver = receiving(apply_blockdance(model, ProbePolicy(cuts), "probe"))
     for item in items:
         item.reference = item.sampling.run(patched)
-    votes = {}
-    for report in receiver.reports:
-        measurement = report.record.result.measurement()
-        for budget in budgets:
-            for g in search(measurement, budget, options).groups:
-                votes[(g.cut, g.mode)] = votes.get((g.cut, g.mode), 0) + len(g.reuse_steps) * g.cut
-    return max(votes, key=votes.get) if votes else (cuts[-1], "blockdance")
+    measurements = [report.record.result.measurement() for report in receiver.reports]
+    return most_used_option(measurements, budgets, options) or (cuts[-1], "blockdance")
 
 
 def _targets(model, item: Item, meta: ada.AdaMeta) -> dict:
     """Per budget, the item's own searched plan as per-bin 'computes' targets (one probed run)."""
-    probed, receiver = receiving(apply_blockdance(model, ProbePolicy((meta.cut,)), "probe"))
-    item.sampling.run(probed)
-    measurement = receiver.last.record.result.measurement()
+    _, measurement = measure(model, item.sampling, (meta.cut,))
     positions = measurement.timeline.positions
     earliest = ada.rho_step(positions, meta.rho)
     out = {}

@@ -12,12 +12,9 @@ import time
 from typing import Callable, List, Optional, Sequence, Tuple
 
 from ..blockdance_core import amortised
-from ..blockdance_core.probe import ProbePolicy
-from ..blockdance_core.search import search
-from .calibration import Sampling, search_options
+from ..blockdance_core.search import most_used_option
+from .calibration import Sampling, measure, search_options
 from .families import detect
-from .patcher import apply_blockdance
-from .telemetry import receiving
 from .timeline import timeline_of
 
 VOTE_TARGETS = (1.5, 2.0, 3.0)
@@ -59,13 +56,6 @@ def timeline_for(model, steps: int, sampler: str, scheduler: str):
     return timeline_of(sigmas, model.get_model_object("model_sampling"))
 
 
-def probe(model, sampling: Sampling, cuts: Sequence[int]):
-    """The reuse errors of one uncached run (blockdance_core.probe.Measurement) at the given cuts."""
-    probed, receiver = receiving(apply_blockdance(model, ProbePolicy(tuple(cuts)), "probe"))
-    sampling.run(probed)
-    return receiver.last.record.result.measurement()
-
-
 def build(model, positive, negative, latent: dict, seed: int, settings: Sequence[Setting],
           reuse_range: Optional[Tuple[int, str]] = None,
           progress: Optional[Callable[[int, str], None]] = None) -> amortised.Library:
@@ -77,16 +67,11 @@ def build(model, positive, negative, latent: dict, seed: int, settings: Sequence
     for i, (steps, sampler, scheduler, cfg) in enumerate(settings):
         sampling = Sampling(positive, negative, latent, seed, steps, cfg, sampler, scheduler)
         measured.append((f"{sampler} {steps} {scheduler} cfg {cfg:g}", sampler, scheduler, cfg,
-                         probe(model, sampling, (reuse_range[0],) if reuse_range else cuts)))
+                         measure(model, sampling, (reuse_range[0],) if reuse_range else cuts)[1]))
         if progress is not None:
             progress(i + 1, measured[-1][0])
     if reuse_range is None:
-        votes = {}
-        for *_, m in measured:
-            for target in VOTE_TARGETS:
-                for g in search(m, target, options).groups:
-                    votes[(g.cut, g.mode)] = votes.get((g.cut, g.mode), 0) + len(g.reuse_steps) * g.cut
-        reuse_range = max(votes, key=votes.get) if votes else (cuts[-1], "delta")
+        reuse_range = most_used_option([m for *_, m in measured], VOTE_TARGETS, options) or (cuts[-1], "delta")
     cut, mode = reuse_range
     entries = [amortised.entry_from(name, sampler, scheduler, cfg, m, cut, mode)
                for name, sampler, scheduler, cfg, m in measured]

@@ -120,6 +120,14 @@ def search_options(model, mode: str, ranges: str = "front") -> Tuple[Tuple[int, 
     return cuts, options
 
 
+def measure(model, sampling: Sampling, cuts, on_step: Optional[Callable[[], None]] = None):
+    """One uncached sampling run watched at `cuts` (the probe computes every block): its output, the
+    reference a schedule is checked against, and the measurement (blockdance_core.probe.Measurement)."""
+    probed, receiver = receiving(apply_blockdance(model, ProbePolicy(tuple(cuts)), "probe"))
+    reference = sampling.run(probed, on_step=on_step)
+    return reference, receiver.last.record.result.measurement()
+
+
 def calibrate(model, sampling: Sampling, target_speedup: float, mode: str = "auto", name: str = "calibrated",
               on_step: Optional[Callable[[], None]] = None, forecast: str = "copy",
               ranges: str = "front") -> Calibration:
@@ -129,9 +137,7 @@ def calibrate(model, sampling: Sampling, target_speedup: float, mode: str = "aut
     cuts, options = search_options(model, mode, ranges)
     fits = model_fingerprint(model)
     clock = time.perf_counter()
-    probed, receiver = receiving(apply_blockdance(model, ProbePolicy(cuts), "probe"))
-    reference = sampling.run(probed, on_step=on_step)
-    measurement = receiver.last.record.result.measurement()
+    reference, measurement = measure(model, sampling, cuts, on_step)
     seconds = {"measuring run": time.perf_counter() - clock}
     clock = time.perf_counter()
     if forecast == "copy":

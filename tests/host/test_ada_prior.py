@@ -83,11 +83,11 @@ def test_an_amortised_schedule_for_an_unseen_setting_drives_patch_at_its_budget(
     schedule with no run of its own; through Patch it reuses exactly the steps it planned, and it also
     serves as the closed-loop policy's prior, bit for bit."""
     core, calibration = pack.blockdance_core, pack.nodes.calibration
-    probe, timeline_for = pack.nodes.amortised.probe, pack.nodes.amortised.timeline_for
+    timeline_for = pack.nodes.amortised.timeline_for
     entries = []
     for steps, sampler, scheduler in ((8, "euler", "simple"), (14, "dpmpp_2m", "normal")):
         sampling = calibration.Sampling(wan.positive, wan.negative, wan.latent, 3, steps, 2.0, sampler, scheduler)
-        m = probe(wan.patcher, sampling, (6,))
+        _, m = calibration.measure(wan.patcher, sampling, (6,))
         entries.append(core.amortised.entry_from(f"{sampler} {steps}", sampler, scheduler, 2.0, m, 6, "delta"))
     library = core.amortised.Library("wan", 6, m.width, 6, "delta", entries)
     timeline = timeline_for(wan.patcher, 11, "euler", "karras")
