@@ -2,7 +2,8 @@
 
 `python -m benchmarks.calibrate_reference [--model wan21|hunyuan_image21]` calibrates on the
 calibration classes and seed (benchmarks/protocol.py; the benchmark never evaluates on them), for
-each sampler and target speedup, writes benchmarks/reference/schedules/<model>_<sampler>_<target>x.json,
+each sampler and target speedup, writes benchmarks/reference/schedules/<model>_<sampler>_<target>x.json
+(`--forecast taylor1`: ..._taylor1.json; `--ranges "front and rear"`: ..._ranges.json),
 and prints each report and what calibrating cost beside one uncached sampling run of the same batch.
 """
 from __future__ import annotations
@@ -23,8 +24,9 @@ from .tiny_models import load_via_unet_loader
 SCHEDULE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference", "schedules")
 
 
-def schedule_path(model_name: str, sampler: str, target: float, forecast: str = "copy") -> str:
-    suffix = "" if forecast == "copy" else f"_{forecast}"
+def schedule_path(model_name: str, sampler: str, target: float, forecast: str = "copy", ranges: str = "front") -> str:
+    """Where a shipped schedule lives: a suffix per Calibrate input that is not its default."""
+    suffix = ("" if forecast == "copy" else f"_{forecast}") + ("" if ranges == "front" else "_ranges")
     return os.path.join(SCHEDULE_DIR, f"{model_name}_{sampler}_{target:g}x{suffix}.json")
 
 
@@ -43,10 +45,14 @@ def main(argv=None) -> int:
                         help="default: the shipped targets (with --forecast: protocol.FORECAST_TARGETS)")
     parser.add_argument("--forecast", default="copy", choices=("copy", "taylor1"),
                         help="Calibrate's forecast input: taylor1 lets the search forecast too (files end _taylor1)")
+    parser.add_argument("--ranges", default="front", choices=("front", "front and rear"),
+                        help="Calibrate's ranges input: 'front and rear' lets the search skip rear block ranges "
+                             "(Delta-DiT; files end _ranges)")
     parser.add_argument("--samplers", nargs="*", default=list(protocol.SAMPLERS))
     args = parser.parse_args(argv)
     if args.targets is None:
-        args.targets = list(protocol.SCHEDULE_TARGETS if args.forecast == "copy" else protocol.FORECAST_TARGETS)
+        args.targets = list(protocol.FORECAST_TARGETS if args.forecast != "copy" else
+                            protocol.RANGE_TARGETS if args.ranges != "front" else protocol.SCHEDULE_TARGETS)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     pack = load_pack()
     ref_model = models.get(args.model)
@@ -67,9 +73,9 @@ def main(argv=None) -> int:
             schedule, _, report = calibrate.execute(
                 model, positive, negative, latent, seed=protocol.CALIBRATION_SEED, steps=protocol.STEPS,
                 cfg=protocol.CFG, sampler_name=sampler, scheduler=protocol.SCHEDULER, mode="auto",
-                target_speedup=target, forecast=args.forecast).result
+                target_speedup=target, forecast=args.forecast, ranges=args.ranges).result
             seconds = time.perf_counter() - started
-            path = schedule_path(args.model, sampler, target, args.forecast)
+            path = schedule_path(args.model, sampler, target, args.forecast, args.ranges)
             dataclasses.replace(schedule, name=os.path.splitext(os.path.basename(path))[0]).save(path)
             print(f"\n[{sampler} {target:g}x] {seconds:.1f} s = {seconds / uncached:.2f} uncached runs; wrote {path}")
             print(report)

@@ -11,7 +11,8 @@ from .reference import data
 
 COLORS = {"calibrated": (148, 103, 189), "blockdance": (214, 39, 40), "delta": (255, 127, 14), "easycache": (31, 119, 180),
           "lazycache": (44, 160, 44), "fewer_steps": (120, 120, 120), "baseline": (0, 0, 0),
-          "delta_dit": (188, 189, 34)}
+          "delta_dit": (188, 189, 34), "calibrated_forecast": (227, 119, 194), "calibrated_ranges": (23, 190, 207),
+          "spectrum": (140, 86, 75), "taylorseer": (0, 0, 128)}
 PANEL_W, PANEL_H, MARGIN = 520, 380, 60
 
 
@@ -43,8 +44,8 @@ def _panel(draw, rows, x0, title):
         for cx, cy in (xy(*p) for p in points):
             draw.ellipse([cx - 3, cy - 3, cx + 3, cy + 3], fill=color)
     for i, (method, color) in enumerate(COLORS.items()):
-        draw.rectangle([right - 110, top + 8 + 14 * i, right - 100, top + 18 + 14 * i], fill=color)
-        draw.text((right - 95, top + 6 + 14 * i), method, fill=(0, 0, 0))
+        draw.rectangle([right - 140, top + 8 + 14 * i, right - 130, top + 18 + 14 * i], fill=color)
+        draw.text((right - 125, top + 6 + 14 * i), method, fill=(0, 0, 0))
 
 
 def pareto_plot(rows: List[dict], path: str) -> None:

@@ -19,3 +19,6 @@ SCHEDULE_TARGETS = TARGETS + (3.5,)
 # Schedules whose search may also forecast (BlockDance Calibrate's forecast=taylor1) go to 6x ideal,
 # where forecasting pays: about 5x measured on these models.
 FORECAST_TARGETS = (2.0, 3.0, 4.0, 5.0, 6.0)
+# Schedules whose search may also skip rear block ranges (BlockDance Calibrate's ranges = front and rear,
+# Delta-DiT): the speeds where the range check found the search picking them.
+RANGE_TARGETS = (1.5, 2.0, 3.0)

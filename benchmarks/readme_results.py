@@ -23,7 +23,7 @@ USER_SPEEDS = (1.2, 1.5, 2.0, 2.5, 3.0, 4.0)
 WINDOW = ("blockdance", "delta")   # BlockDance Patch's own window settings, no schedule
 TARGETS = (1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0)
 RIVALS = ("fewer_steps", "easycache", "lazycache")
-SCHEDULES = ("calibrated", "calibrated_forecast")
+SCHEDULES = ("calibrated", "calibrated_forecast", "calibrated_ranges")
 PACK = WINDOW + SCHEDULES
 # The forecasting side by side (the forecasting issue's table): the pack's best row against each peer.
 SIDE_SPEEDS = (1.5, 2.0, 3.0, 4.0, 5.0)

@@ -5,8 +5,8 @@ COMFYUI_PATH set) loads a reference model through ComfyUI's stock UNETLoader, sa
 evaluation seeds and classes (benchmarks/protocol.py: never the ones schedules are calibrated on)
 with every configuration under a deterministic (euler) and an ancestral (euler_ancestral) sampler:
 the uncached model; BlockDance and Delta-Cache with the paper's fixed window; the shipped calibrated
-schedules (benchmarks/calibrate_reference.py) at 1.25x-3.5x and those whose search may forecast at
-2x-6x; the forecasting peers Spectrum and TaylorSeer (benchmarks/peers.py) along their speed knobs;
+schedules (benchmarks/calibrate_reference.py) at 1.25x-3.5x, those whose search may forecast at
+2x-6x and those whose search may skip rear block ranges (Delta-DiT) at 1.5x-3x; the forecasting peers Spectrum and TaylorSeer (benchmarks/peers.py) along their speed knobs;
 EasyCache; LazyCache; and the uncached model at fewer steps matched to each configuration's cost. It reports per configuration:
 
 - speedup: baseline time / this configuration's time, all configurations of a sampler timed
@@ -45,7 +45,7 @@ from .reference import classifier as digit_classifier
 from .reference import data, models
 
 SAMPLERS = protocol.SAMPLERS
-PACK_METHODS = ("blockdance", "delta", "calibrated", "calibrated_forecast")
+PACK_METHODS = ("blockdance", "delta", "calibrated", "calibrated_forecast", "calibrated_ranges")
 FORECAST_PEERS = ("spectrum", "taylorseer")   # run on the pack's engine (benchmarks/peers.py)
 BASELINE_COPIES = 3  # uncached runs per lockstep round: every speedup divides by their mean
 
@@ -72,6 +72,8 @@ def build_configs(pack, model, steps: int, quick: bool, sampler: str, model_name
     configs += schedule_configs(pack, model, model_name, sampler, steps, (2.0,) if quick else protocol.SCHEDULE_TARGETS)
     configs += schedule_configs(pack, model, model_name, sampler, steps,
                                 (3.0,) if quick else protocol.FORECAST_TARGETS, "taylor1")
+    configs += schedule_configs(pack, model, model_name, sampler, steps,
+                                (2.0,) if quick else protocol.RANGE_TARGETS, ranges="front and rear")
     for alpha in ((0.75,) if quick else peers.SPECTRUM_ALPHAS):
         configs.append(Config("spectrum", {"alpha": alpha}, steps, peers.patch_peer(
             pack, model, peers.spectrum_computes(steps, alpha), peers.spectrum_forecast(pack, steps))))
@@ -87,20 +89,22 @@ def build_configs(pack, model, steps: int, quick: bool, sampler: str, model_name
     return configs
 
 
-def schedule_configs(pack, model, model_name: str, sampler: str, steps: int, targets, forecast: str = "copy"):
+def schedule_configs(pack, model, model_name: str, sampler: str, steps: int, targets, forecast: str = "copy",
+                     ranges: str = "front"):
     """The shipped schedules for these targets (benchmarks/calibrate_reference.py), each through
-    BlockDance Patch's schedule input: rows `calibrated`, or `calibrated_forecast` for the schedules
-    whose search could forecast."""
+    BlockDance Patch's schedule input: rows `calibrated`, `calibrated_forecast` for the schedules
+    whose search could forecast, `calibrated_ranges` for those whose search could skip rear ranges."""
     configs = []
     for target in targets:
-        path = schedule_path(model_name, sampler, target, forecast)
+        path = schedule_path(model_name, sampler, target, forecast, ranges)
         if not os.path.isfile(path):
-            flag = "" if forecast == "copy" else f" --forecast {forecast}"
+            flags = ("" if forecast == "copy" else f" --forecast {forecast}") + \
+                    ("" if ranges == "front" else f' --ranges "{ranges}"')
             raise SystemExit(f"{path} is missing: make the shipped schedules with "
-                             f"python -m benchmarks.calibrate_reference --model {model_name}{flag}")
+                             f"python -m benchmarks.calibrate_reference --model {model_name}{flags}")
         schedule = pack.blockdance_core.schedule.Schedule.load(path)
         patched = node(pack, "BlockDancePatch").execute(model, "blockdance", 0.75, 2, 0.4, 0.95, schedule=schedule)
-        method = "calibrated" if forecast == "copy" else "calibrated_forecast"
+        method = "calibrated_forecast" if forecast != "copy" else "calibrated_ranges" if ranges != "front" else "calibrated"
         configs.append(Config(method, {"target_speedup": target}, steps, patched.result[0]))
     return configs
 

@@ -10,7 +10,7 @@ pytestmark = pytest.mark.timing
 
 CONTRACT_KEYS = {"model", "method", "sampler", "params", "speedup", "ideal_speedup", "efficiency", "psnr_mean",
                  "psnr_min", "ssim", "cls_acc", "fd_cls", "predicted_error"}
-METHODS = {"baseline", "blockdance", "delta", "calibrated", "calibrated_forecast", "spectrum", "taylorseer",
+METHODS = {"baseline", "blockdance", "delta", "calibrated", "calibrated_forecast", "calibrated_ranges", "spectrum", "taylorseer",
            "easycache", "lazycache", "fewer_steps", "ada", "gate", "delta_dit"}
 
 
