@@ -10,7 +10,7 @@ from .policy import GroupPolicy, MaskPolicy, Observation, PlannedRun, PolicyRun,
 from .record import RunRecord, StepRecord, parse_log_line
 from .plans import group_reuse, plan_from_reuse, resample
 from .timeline import StepClock, Timeline
-from . import ada, ada_prior, amortised, budget, gate, heatmap, probe, schedule, search  # noqa: E402  (policies and calibration, by module)
+from . import ada, ada_prior, ada_prior_train, amortised, budget, gate, heatmap, probe, schedule, search  # noqa: E402  (policies and calibration, by module)
 
 __all__ = [
     "FULL", "MODES", "StepAction", "StepKind", "cache_step", "reuse_step",

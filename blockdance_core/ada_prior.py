@@ -76,6 +76,7 @@ class PriorPolicy(StepPolicy):
     target_speedup: Optional[float] = None
     margin: float = 1.0                # how far the correction must move a step's logit to flip the prior
     label: str = "ada-prior"
+    trace: bool = False                # keep every decided step's state and signals (training: result())
     name = "ada_prior"
 
     def __post_init__(self):
@@ -125,6 +126,7 @@ class PriorRun(PolicyRun):
         self.reference: Any = None         # the first hooked block's input at that step (the drift signal)
         self.flips = 0                     # steps where the run left the prior
         self.forced = 0                    # steps the budget decided against the score
+        self.visits: List[Visit] = []      # with policy.trace: the free decisions, for training
 
     def decide(self, seen: Observation) -> StepAction:
         k, steps = seen.step, self.timeline.num_steps
@@ -141,8 +143,12 @@ class PriorRun(PolicyRun):
         elif self.policy.correction is None:
             reuse = prior_reuse   # only the budget moves it (a target other than the prior's)
         else:
-            score = (self.policy.margin if prior_reuse else -self.policy.margin) + self._correction(seen, prior_reuse)
+            signals = self.signals(seen, prior_reuse)
+            with torch.no_grad():
+                score = (self.policy.margin if prior_reuse else -self.policy.margin) + float(self.policy.correction(signals))
             reuse = bool(score > 0)
+            if self.policy.trace:
+                self.visits.append(Visit(k, self.source, remaining, prior_reuse, signals))
         if can_reuse and reuse != prior_reuse:
             self.forced += int(remaining >= left)
             self.flips += 1
@@ -167,9 +173,19 @@ class PriorRun(PolicyRun):
                   t.positions[k], math.log1p(max(t.sigmas[k], 0.0)), abs(t.sigmas[k] - t.sigmas[k + 1]) * steps / span]
         return torch.tensor(values, dtype=torch.float32)
 
-    def _correction(self, seen: Observation, prior_reuse: bool) -> float:
-        with torch.no_grad():
-            return float(self.policy.correction(self.signals(seen, prior_reuse)))
-
     def summary(self) -> dict:
         return {"budget": f"{self.used}/{self.budget}", "flips": self.flips, "forced": self.forced}
+
+    def result(self) -> Optional[List["Visit"]]:
+        return self.visits if self.policy.trace else None
+
+
+@dataclass(frozen=True)
+class Visit:
+    """A step where the correction decided (the budget left a choice): the state the expert labels
+    (ada_prior_train.py) and the signals the correction read there."""
+    step: int
+    source: int              # the last computed step that kept the range
+    remaining: int           # reuse steps still to spend, this one included
+    prior_reuse: bool
+    signals: torch.Tensor

@@ -2,13 +2,15 @@
 one on the user's own model, in the graph)."""
 from __future__ import annotations
 
+import math
 import os
 
 import comfy.samplers
 import comfy.utils
 from comfy_api.latest import io, ui
 
-from ..blockdance_core import ada
+from ..blockdance_core import ada, ada_prior, ada_prior_train
+from ..blockdance_core.config import BlockDanceConfigError
 from ..blockdance_core import quality as qualities
 from . import paths
 from .ada_training import SEED_SPACE, Item, check_rho, choose_action, train
@@ -25,17 +27,44 @@ class LoadedPolicy:
     def __init__(self, net, meta: ada.AdaMeta, name: str):
         self.net, self.meta, self.name = net, meta, name
 
-    def step_policy(self, target_speedup: float) -> ada.AdaPolicy:
-        """The step policy that asks this network, aiming at `target_speedup`."""
+    def step_policy(self, target_speedup: float, schedule=None) -> ada.AdaPolicy:
+        """The step policy that asks this network, aiming at `target_speedup` (it plans on its own: a
+        connected schedule is not used)."""
         return ada.AdaPolicy(self.net, self.meta, target_speedup, self.name)
+
+    def mode(self, step_policy) -> str:
+        return self.meta.mode
+
+
+class LoadedCorrection:
+    """A closed-loop Ada policy (blockdance_core/ada_prior.py): a per-step correction that follows the
+    connected schedule and leaves it only where it predicts a gain larger than its margin."""
+
+    def __init__(self, correction, margin: float, info: dict, name: str):
+        self.correction, self.margin, self.info, self.name = correction, margin, info, name
+
+    def step_policy(self, target_speedup: float, schedule=None) -> ada_prior.PriorPolicy:
+        """The schedule as prior, its own budget kept exactly (target_speedup is the schedule's)."""
+        if schedule is None:
+            raise BlockDanceConfigError(
+                f"policy {self.name!r} is a closed-loop Ada policy: it corrects a schedule step by step, so "
+                "connect one to BlockDance Patch's schedule input (BlockDance Calibrate, Load Schedule or "
+                "Amortised Schedule)")
+        on = not math.isinf(self.margin)
+        return ada_prior.PriorPolicy(schedule, self.correction if on else None, margin=self.margin if on else 1.0,
+                                     label=self.name)
+
+    def mode(self, step_policy) -> str:
+        return step_policy.mode
 
 
 NO_POLICY = "none yet: train one with BlockDance Ada Train"
 
 
 class BlockDanceAdaLoader(FileLoader):
-    """A BlockDance-Ada policy (models/blockdance/*.safetensors): connect it to BlockDance Patch, which then
-    asks it, at step rho, which of the remaining steps to reuse for this latent and prompt."""
+    """A BlockDance-Ada policy (models/blockdance/*.safetensors): connect it to BlockDance Patch. The paper's
+    policy decides once, at step rho, which remaining steps reuse; a closed-loop policy corrects the
+    connected schedule at every step, keeping its budget exactly."""
     node_id, display_name, output, output_name = "BlockDanceAdaLoader", "BlockDance Ada Loader", Policy, "policy"
     combo = FileCombo("policy_name", ".safetensors", "BlockDance-Ada policy", NO_POLICY, (
         "A policy file in models/blockdance/ (written by BlockDance Ada Train; refresh the page after "
@@ -43,8 +72,21 @@ class BlockDanceAdaLoader(FileLoader):
 
     @classmethod
     def execute(cls, policy_name) -> io.NodeOutput:
-        net, meta = ada.load(paths.full_path(policy_name))
-        return io.NodeOutput(LoadedPolicy(net, meta, os.path.splitext(os.path.basename(policy_name))[0]))
+        path, name = paths.full_path(policy_name), os.path.splitext(os.path.basename(policy_name))[0]
+        if ada_prior_train.is_correction(_metadata(path)):
+            return io.NodeOutput(LoadedCorrection(*ada_prior_train.load(path), name))
+        net, meta = ada.load(path)
+        return io.NodeOutput(LoadedPolicy(net, meta, name))
+
+
+def _metadata(path: str):
+    """A safetensors file's metadata (None when it cannot be read: ada.load then says why)."""
+    from safetensors import safe_open
+    try:
+        with safe_open(path, framework="pt") as f:
+            return f.metadata()
+    except Exception:
+        return None
 
 
 class BlockDanceAdaTrain(io.ComfyNode):

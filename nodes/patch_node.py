@@ -49,10 +49,13 @@ class BlockDancePatch(io.ComfyNode):
                     "A measured schedule (BlockDance Calibrate or Load Schedule). When connected it decides which "
                     "steps reuse, at which depth and in which mode: mode, depth, N and the window are ignored.")),
                 Policy.Input("policy", optional=True, tooltip=(
-                    "A BlockDance-Ada policy (BlockDance Ada Loader / Train): at step rho it decides, for this latent "
-                    "and prompt, which remaining steps reuse. Replaces the schedule and the settings above.")),
+                    "A BlockDance-Ada policy (BlockDance Ada Loader / Train). The paper's policy decides at step rho, "
+                    "for this latent and prompt, which remaining steps reuse, replacing the schedule and the settings "
+                    "above. A closed-loop policy needs a schedule: it follows it and corrects it step by step, "
+                    "spending exactly the schedule's budget.")),
                 io.Float.Input("target_speedup", default=2.0, min=1.0, max=10.0, step=0.05, optional=True, tooltip=(
-                    "With a policy: the compute budget it aims for (ideal speedup of the block stack).")),
+                    "With the paper's Ada policy: the compute budget it aims for (ideal speedup of the block stack). "
+                    "A closed-loop policy keeps its schedule's budget.")),
                 io.Combo.Input("forecast", options=list(FORECAST_CHOICES), default="copy", optional=True, tooltip=(
                     "What a reuse step continues from. copy: the cached features as they are (BlockDance). "
                     "taylor1: a straight-line extrapolation (over sigma) from the last two computed steps, "
@@ -91,7 +94,8 @@ class BlockDancePatch(io.ComfyNode):
                 target_speedup=2.0, forecast="copy") -> io.NodeOutput:
         node_id = node_id_of(cls)
         if policy is not None:   # the policy socket: an Ada policy, asked through its step policy
-            step_policy, mode = policy.step_policy(target_speedup), policy.meta.mode
+            step_policy = policy.step_policy(target_speedup, schedule)
+            mode = policy.mode(step_policy)
         elif schedule is not None:
             step_policy, mode = SchedulePolicy(schedule), "/".join(schedule.modes) or "none"
         else:
