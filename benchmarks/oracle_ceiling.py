@@ -138,16 +138,18 @@ class Harness:
 
     def run_schedule(self, schedule, item: Item):
         """(image PSNR, latent PSNR, ideal speedup) of one item under a schedule."""
+        return self.run_policy(self.pack.blockdance_core.schedule.SchedulePolicy(schedule), item)[:3]
+
+    def run_policy(self, step_policy, item: Item):
+        """(image PSNR, latent PSNR, ideal speedup, run record) of one item under any step policy."""
         from .measure import recorded_runs, record_of
         from .metrics import psnr_per_image
-        core = self.pack.blockdance_core
-        patched = self.pack.nodes.patcher.apply_blockdance(self.model, core.schedule.SchedulePolicy(schedule),
-                                                           "schedule")
+        patched = self.pack.nodes.patcher.apply_blockdance(self.model, step_policy, step_policy.name)
         with recorded_runs(self.pack) as reports:
             out = self.sample(patched, item.cls, item.noise, item.sampler_seed)
-        ideal = record_of(reports, patched).ideal_speedup
+        record = record_of(reports, patched)
         image = float(psnr_per_image(self.ref_model.from_latent(out), self.ref_model.from_latent(item.reference))[0])
-        return image, core.quality.latent_psnr(out, item.reference), float(ideal)
+        return image, self.pack.blockdance_core.quality.latent_psnr(out, item.reference), float(record.ideal_speedup), record
 
 
 def pool(measurements: Sequence):
