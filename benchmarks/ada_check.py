@@ -115,8 +115,7 @@ def run(pack, model, ref_model, contexts, sampler: str, split: str, targets: Seq
         """(image PSNR, ideal speedup, record, seconds) per item; inf margin: the prior itself."""
         out = []
         for it in items:
-            policy = prior_mod.PriorPolicy(priors[t], None if math.isinf(margin) else correction, margin=margin
-                                           if not math.isinf(margin) else 1.0)
+            policy = prior_mod.PriorPolicy(priors[t], correction, margin=margin)
             t0 = time.perf_counter()
             image, _, ideal, record = h.run_policy(policy, it)
             out.append((image, ideal, record, time.perf_counter() - t0))

@@ -75,6 +75,7 @@ class PriorPolicy(StepPolicy):
     correction: Optional[Any] = None   # Correction (shared, never trained through this object)
     target_speedup: Optional[float] = None
     margin: float = 1.0                # how far the correction must move a step's logit to flip the prior
+                                       # (inf: never; the correction is then not run at all)
     label: str = "ada-prior"
     trace: bool = False                # keep every decided step's state and signals (training: result())
     name = "ada_prior"
@@ -85,6 +86,8 @@ class PriorPolicy(StepPolicy):
             raise PriorError(f"target_speedup={self.target_speedup!r} must be >= 1.0")
         if not self.margin >= 0:
             raise PriorError(f"margin={self.margin!r} must be >= 0")
+        if math.isinf(self.margin):   # a correction that can never flip the prior is not asked
+            object.__setattr__(self, "correction", None)
 
     @property
     def reuse_range(self) -> range:

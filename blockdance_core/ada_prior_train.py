@@ -24,7 +24,7 @@ import torch
 
 from . import untrusted as u
 from .ada_prior import SIGNALS, Correction, PriorError, Visit
-from .search import step_weights
+from .search import option_errors
 
 FORMAT = "blockdance-ada-prior"
 MAX_HIDDEN = 256
@@ -32,9 +32,8 @@ MAX_META_CHARS = 20000
 
 
 def expert_errors(measurement, start: int, cut: int, mode: str) -> np.ndarray:
-    """[steps, steps] the search's cost of reusing at k from step j for this range (weighted as search())."""
-    e = measurement.range_error(start, cut, mode).double().numpy()
-    return e * step_weights(measurement.timeline.sigmas)[None, :]
+    """[steps, steps] the search's cost of reusing at k from step j for this range."""
+    return option_errors(measurement, (cut, mode, start))
 
 
 def continuation_values(errors: np.ndarray) -> np.ndarray:

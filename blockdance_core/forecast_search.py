@@ -31,7 +31,7 @@ from .budget import blocks_to_save
 from .actions import StepAction, StepKind, cache_step
 from .forecast import COPY, Forecast, weights
 from .probe import Measurement
-from .search import BudgetUnreachable, Group, Plan, group_extents, lower, option_range, step_weights
+from .search import BudgetUnreachable, Group, Plan, group_extents, lower, option_errors, option_range, step_weights
 
 FORECAST_VALUES = 2048
 FORECAST_CUTS = 4          # forecasts are searched for the deepest cuts (where high speedups reuse)
@@ -113,9 +113,9 @@ def search_with_forecasts(measurement: Measurement, target_speedup: float, optio
     slot = {o: FIRST_OPTION + i for i, o in enumerate(anchorable)}
     copy_errors = {}
     for o in options:
-        e = measurement.range_error(*option_range(o)).double().numpy()
+        e = option_errors(measurement, o, weights_kind)
         e[:, :earliest] = np.inf
-        copy_errors[o] = e * w[None, :]
+        copy_errors[o] = e
     forecast_errors_by = {}
     for o in anchorable:
         e = forecast_errors(measurement, o[0], o[1], forecast)

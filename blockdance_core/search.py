@@ -106,6 +106,13 @@ def option_range(option: tuple) -> Tuple[int, int, str]:
     return (option[2] if len(option) > 2 else 0), option[0], option[1]
 
 
+def option_errors(measurement: Measurement, option: tuple, weights: str = "dsigma") -> np.ndarray:
+    """[steps, steps] what a group of this option costs the search: E[j, k] of its range, weighted per
+    reuse step (step_weights); inf where j >= k."""
+    w = step_weights(measurement.timeline.sigmas, weights)
+    return measurement.range_error(*option_range(option)).double().numpy() * w[None, :]
+
+
 def search(measurement: Measurement, target_speedup: float, options: Sequence[tuple] = (),
            weights: str = "dsigma", earliest: int = 1) -> Plan:
     """The plan of least predicted error whose ideal speedup is at least `target_speedup`.
@@ -118,11 +125,7 @@ def search(measurement: Measurement, target_speedup: float, options: Sequence[tu
     total = S * L
     need = blocks_to_save(total, target_speedup)
     options = tuple(options) or tuple((c, m) for m in MODES for c in measurement.cuts)
-    w = step_weights(measurement.timeline.sigmas, weights)
-    errors: Dict[tuple, np.ndarray] = {}
-    for option in options:
-        start, cut, mode = option_range(option)
-        errors[option] = measurement.range_error(start, cut, mode).double().numpy() * w[None, :]
+    errors: Dict[tuple, np.ndarray] = {option: option_errors(measurement, option, weights) for option in options}
     for e in errors.values():
         e[:, :earliest] = np.inf
     best = np.full((S + 1, total + 1), np.inf)

@@ -2,7 +2,6 @@
 one on the user's own model, in the graph)."""
 from __future__ import annotations
 
-import math
 import os
 
 import comfy.samplers
@@ -50,9 +49,7 @@ class LoadedCorrection:
                 f"policy {self.name!r} is a closed-loop Ada policy: it corrects a schedule step by step, so "
                 "connect one to BlockDance Patch's schedule input (BlockDance Calibrate, Load Schedule or "
                 "Amortised Schedule)")
-        on = not math.isinf(self.margin)
-        return ada_prior.PriorPolicy(schedule, self.correction if on else None, margin=self.margin if on else 1.0,
-                                     label=self.name)
+        return ada_prior.PriorPolicy(schedule, self.correction, margin=self.margin, label=self.name)
 
     def mode(self, step_policy) -> str:
         return step_policy.mode
